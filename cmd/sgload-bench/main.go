@@ -1,0 +1,33 @@
+// Command sgload-bench measures sgload's hot paths against a baseline taken
+// in the same run: `ingest` (serve vs. the disk's own append+fsync rate) and
+// `flush` (flush vs. DuckDB's NDJSON-to-Parquet COPY). make bench-ingest and
+// make bench-flush run it; BENCHMARKS.md records the results.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if len(os.Args) < 2 {
+		fmt.Fprintln(os.Stderr, "usage: sgload-bench ingest|flush [flags]")
+		os.Exit(2)
+	}
+	var err error
+	switch os.Args[1] {
+	case "ingest":
+		err = benchIngest(ctx, os.Args[2:])
+	default:
+		err = fmt.Errorf("unknown benchmark %q", os.Args[1])
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "error:", err)
+		os.Exit(1)
+	}
+}

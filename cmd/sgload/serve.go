@@ -1,0 +1,230 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	_ "net/http/pprof" // served only on --debug-addr
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/urfave/cli/v2"
+
+	"github.com/sgload/sgload/spool"
+	"github.com/sgload/sgload/webhook"
+)
+
+func spoolFlag() *cli.StringFlag {
+	return &cli.StringFlag{Name: "spool", Value: "sgload-spool", EnvVars: []string{"SGLOAD_SPOOL"},
+		Usage: "spool folder on local disk (created if missing)"}
+}
+
+func serveCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "serve",
+		Usage: "receive SendGrid Event Webhook POSTs into the spool",
+		Description: "Answers 200 only once a POST's events are fsynced in the spool. Authenticate with\n" +
+			"SendGrid's Signed Event Webhook (--signing-key), OAuth 2.0 (--oauth-client-id/-secret)\n" +
+			"and/or secret URL tokens (--url-token); every method configured must pass.\n\n" +
+			"Endpoints: POST /webhook/sendgrid, POST /webhook/sendgrid/{token}, POST /oauth/token,\n" +
+			"GET /healthz, GET /readyz, GET /metrics.",
+		OnUsageError: onUsageError,
+		Flags: []cli.Flag{
+			spoolFlag(),
+			&cli.StringFlag{Name: "addr", Value: ":8080", EnvVars: []string{"SGLOAD_ADDR"},
+				Usage: "listen address"},
+			&cli.StringFlag{Name: "node", EnvVars: []string{"SGLOAD_NODE"},
+				Usage: "node id in file names and the _node column (default: kept in the spool, first taken from the host name)"},
+			&cli.StringSliceFlag{Name: "signing-key", EnvVars: []string{"SGLOAD_SIGNING_KEYS"}, Category: "Authentication:",
+				Usage: "Signed Event Webhook verification key (base64), repeatable or comma-separated"},
+			&cli.DurationFlag{Name: "signature-max-age", Value: 25 * time.Hour, EnvVars: []string{"SGLOAD_SIGNATURE_MAX_AGE"}, Category: "Authentication:",
+				Usage: "refuse signatures with an older timestamp (SendGrid retries for 24h)"},
+			&cli.StringFlag{Name: "oauth-client-id", EnvVars: []string{"SGLOAD_OAUTH_CLIENT_ID"}, Category: "Authentication:",
+				Usage: "OAuth client id SendGrid uses at POST /oauth/token"},
+			&cli.StringFlag{Name: "oauth-client-secret", EnvVars: []string{"SGLOAD_OAUTH_CLIENT_SECRET"}, Category: "Authentication:",
+				Usage: "OAuth client secret (prefer the environment variable)"},
+			&cli.DurationFlag{Name: "oauth-token-ttl", Value: time.Hour, EnvVars: []string{"SGLOAD_OAUTH_TOKEN_TTL"}, Category: "Authentication:",
+				Usage: "lifetime of issued bearer tokens"},
+			&cli.StringSliceFlag{Name: "url-token", EnvVars: []string{"SGLOAD_URL_TOKENS"}, Category: "Authentication:",
+				Usage: "secret URL token for /webhook/sendgrid/{token}, repeatable or comma-separated (sgload token new)"},
+			&cli.BoolFlag{Name: "insecure-no-auth", EnvVars: []string{"SGLOAD_INSECURE_NO_AUTH"}, Category: "Authentication:",
+				Usage: "accept unauthenticated POSTs (local testing only)"},
+			&cli.GenericFlag{Name: "max-body-bytes", Value: sizeFlag(8 << 20), EnvVars: []string{"SGLOAD_MAX_BODY_BYTES"}, Category: "Limits:",
+				Usage: "refuse larger bodies with 413 (SendGrid batches are up to ~768KB)"},
+			&cli.IntFlag{Name: "max-in-flight", Value: 512, EnvVars: []string{"SGLOAD_MAX_IN_FLIGHT"}, Category: "Limits:",
+				Usage: "answer 503 beyond this many concurrent webhook requests"},
+			&cli.GenericFlag{Name: "min-free-bytes", Value: sizeFlag(1 << 30), EnvVars: []string{"SGLOAD_MIN_FREE_BYTES"}, Category: "Limits:",
+				Usage: "answer 503 while the spool's disk has less free space"},
+			&cli.GenericFlag{Name: "segment-bytes", Value: sizeFlag(64 << 20), EnvVars: []string{"SGLOAD_SEGMENT_BYTES"}, Category: "Spool:",
+				Usage: "seal the open segment at this size"},
+			&cli.DurationFlag{Name: "segment-age", Value: time.Minute, EnvVars: []string{"SGLOAD_SEGMENT_AGE"}, Category: "Spool:",
+				Usage: "seal the open segment at this age"},
+			&cli.StringFlag{Name: "tls-cert", EnvVars: []string{"SGLOAD_TLS_CERT"}, Category: "TLS:",
+				Usage: "serve HTTPS with this certificate (PEM); SendGrid needs TLS 1.2+"},
+			&cli.StringFlag{Name: "tls-key", EnvVars: []string{"SGLOAD_TLS_KEY"}, Category: "TLS:",
+				Usage: "private key (PEM) for --tls-cert"},
+			&cli.StringFlag{Name: "debug-addr", EnvVars: []string{"SGLOAD_DEBUG_ADDR"},
+				Usage: "serve Go's pprof profiles on this address, e.g. 127.0.0.1:6060 (off when empty)"},
+			&cli.DurationFlag{Name: "shutdown-timeout", Value: 30 * time.Second, EnvVars: []string{"SGLOAD_SHUTDOWN_TIMEOUT"},
+				Usage: "on SIGTERM, wait this long for in-flight requests"},
+		},
+		Action: runServe,
+	}
+}
+
+func runServe(c *cli.Context) error {
+	log, err := newLogger(c)
+	if err != nil {
+		return err
+	}
+	log = log.With("component", "serve")
+	cfg, err := webhookConfig(c, log)
+	if err != nil {
+		return err
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	sp, err := spool.Open(c.String("spool"), spool.Options{
+		Node:         c.String("node"),
+		SegmentBytes: int64(*c.Generic("segment-bytes").(*byteSize)),
+		SegmentAge:   c.Duration("segment-age"),
+		MinFreeBytes: int64(*c.Generic("min-free-bytes").(*byteSize)),
+		Logger:       log.With("component", "spool"),
+		Registerer:   reg,
+	})
+	if err != nil {
+		if errors.Is(err, spool.ErrLocked) {
+			return usageError(err, "another sgload serve uses this spool; give each instance its own --spool")
+		}
+		return failure(err, "check that --spool names a writable local folder")
+	}
+	defer func() {
+		if err := sp.Close(); err != nil {
+			log.Error("close spool", "err", err)
+		}
+	}()
+	cfg.Spool = sp
+	cfg.Registry = reg
+	h, err := webhook.New(cfg)
+	if err != nil {
+		return usageError(err, "see sgload serve --help, section Authentication")
+	}
+
+	srv := &http.Server{
+		Addr:              c.String("addr"),
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       2 * time.Minute,
+		WriteTimeout:      2 * time.Minute,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		TLSConfig:         &tls.Config{MinVersion: tls.VersionTLS12},
+	}
+	ln, err := net.Listen("tcp", srv.Addr)
+	if err != nil {
+		return failure(fmt.Errorf("listen on %s: %w", srv.Addr, err), "pick a free address with --addr")
+	}
+	log.Info("serving",
+		"addr", ln.Addr().String(), "spool", sp.Layout().Root, "node", sp.Node(),
+		"auth", authSummary(cfg), "max_body_bytes", cfg.MaxBodyBytes,
+		"tls", c.String("tls-cert") != "")
+
+	if addr := c.String("debug-addr"); addr != "" {
+		go func() {
+			// pprof registers on http.DefaultServeMux, which nothing else uses.
+			log.Info("pprof listening", "addr", addr)
+			if err := http.ListenAndServe(addr, nil); err != nil {
+				log.Error("pprof server", "err", err)
+			}
+		}()
+	}
+
+	errc := make(chan error, 1)
+	go func() {
+		if c.String("tls-cert") != "" {
+			errc <- srv.ServeTLS(ln, c.String("tls-cert"), c.String("tls-key"))
+		} else {
+			errc <- srv.Serve(ln)
+		}
+	}()
+	select {
+	case err := <-errc:
+		return failure(fmt.Errorf("serve: %w", err), "")
+	case <-c.Context.Done():
+	}
+	log.Info("shutting down: no new requests; finishing in-flight ones", "timeout", c.Duration("shutdown-timeout").String())
+	ctx, cancel := context.WithTimeout(context.Background(), c.Duration("shutdown-timeout"))
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		log.Error("shutdown did not finish in time; unanswered requests will be retried by SendGrid", "err", err)
+	}
+	if err := sp.Close(); err != nil {
+		return failure(fmt.Errorf("close spool: %w", err), "")
+	}
+	log.Info("stopped; spool sealed")
+	return nil
+}
+
+func webhookConfig(c *cli.Context, log *slog.Logger) (webhook.Config, error) {
+	cfg := webhook.Config{
+		InsecureNoAuth: c.Bool("insecure-no-auth"),
+		MaxBodyBytes:   int64(*c.Generic("max-body-bytes").(*byteSize)),
+		MaxInFlight:    c.Int("max-in-flight"),
+		Logger:         log,
+	}
+	if keys := c.StringSlice("signing-key"); len(keys) > 0 {
+		sig, err := webhook.NewSignature(keys)
+		if err != nil {
+			return cfg, usageError(err, "paste the Verification Key from SendGrid's Mail Settings > Event Webhook > Signed Event Webhook")
+		}
+		sig.MaxAge = c.Duration("signature-max-age")
+		cfg.Signature = sig
+	}
+	if id, secret := c.String("oauth-client-id"), c.String("oauth-client-secret"); id != "" || secret != "" {
+		o, err := webhook.NewOAuth(id, secret, c.Duration("oauth-token-ttl"))
+		if err != nil {
+			return cfg, usageError(err, "set both SGLOAD_OAUTH_CLIENT_ID and SGLOAD_OAUTH_CLIENT_SECRET (16+ characters)")
+		}
+		cfg.OAuth = o
+	}
+	if toks := c.StringSlice("url-token"); len(toks) > 0 {
+		t, err := webhook.NewURLTokens(toks)
+		if err != nil {
+			return cfg, usageError(err, "make one with: sgload token new")
+		}
+		cfg.URLTokens = t
+	}
+	if cfg.Signature == nil && cfg.OAuth == nil && cfg.URLTokens == nil {
+		if !cfg.InsecureNoAuth {
+			return cfg, usageError(webhook.ErrNoAuth,
+				"for SendGrid, set --signing-key; for a local try-out, pass --insecure-no-auth")
+		}
+		log.Warn("INSECURE: --insecure-no-auth is set; anyone who can reach this address can write events to the spool. Do not expose it.")
+		fmt.Fprintln(c.App.ErrWriter, "WARNING: sgload serve is running WITHOUT AUTHENTICATION (--insecure-no-auth). Local testing only.")
+	}
+	return cfg, nil
+}
+
+func authSummary(cfg webhook.Config) []string {
+	var m []string
+	if cfg.URLTokens != nil {
+		m = append(m, "url_token")
+	}
+	if cfg.OAuth != nil {
+		m = append(m, "oauth")
+	}
+	if cfg.Signature != nil {
+		m = append(m, "signature")
+	}
+	if len(m) == 0 {
+		m = append(m, "NONE (insecure)")
+	}
+	return m
+}

@@ -1,0 +1,85 @@
+package spool
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+)
+
+// Reader reads the records of one segment file in order.
+type Reader struct {
+	path string
+	f    *os.File
+	br   *bufio.Reader
+	line []byte
+	off  int64 // offset of the next line
+}
+
+// OpenReader opens a segment for reading.
+func OpenReader(path string) (*Reader, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("open segment: %w", err)
+	}
+	return &Reader{path: path, f: f, br: bufio.NewReaderSize(f, 1<<20)}, nil
+}
+
+// Close closes the file.
+func (r *Reader) Close() error { return r.f.Close() }
+
+// Offset is where the next record starts; after an error it is past the bad line.
+func (r *Reader) Offset() int64 { return r.off }
+
+// CorruptError describes a line that is not an intact record.
+type CorruptError struct {
+	Path   string
+	Offset int64
+	Line   []byte // the damaged bytes, for quarantine
+	Err    error
+}
+
+func (e *CorruptError) Error() string {
+	return fmt.Sprintf("%s at byte %d: %v", e.Path, e.Offset, e.Err)
+}
+
+func (e *CorruptError) Unwrap() error { return e.Err }
+
+// Next returns the next record, or io.EOF after the last one. A damaged or
+// torn line yields a *CorruptError (errors.Is(err, ErrCorrupt)) and reading
+// can go on after it; any other error is final.
+func (r *Reader) Next() (*Record, error) {
+	start := r.off
+	line, err := r.readLine()
+	if err == io.EOF && len(line) == 0 {
+		return nil, io.EOF
+	}
+	r.off += int64(len(line))
+	if err != nil && err != io.EOF {
+		return nil, fmt.Errorf("read %s at byte %d: %w", r.path, start, err)
+	}
+	if err == io.EOF { // a last line without its newline was never acknowledged
+		return nil, &CorruptError{Path: r.path, Offset: start, Line: line,
+			Err: fmt.Errorf("%w: torn line of %d bytes at end of file", ErrCorrupt, len(line))}
+	}
+	rec, perr := ParseRecord(line)
+	if perr != nil {
+		return nil, &CorruptError{Path: r.path, Offset: start, Line: line, Err: perr}
+	}
+	return rec, nil
+}
+
+// readLine returns the next line including its newline; the slice is valid
+// until the next call.
+func (r *Reader) readLine() ([]byte, error) {
+	r.line = r.line[:0]
+	for {
+		chunk, err := r.br.ReadSlice('\n')
+		r.line = append(r.line, chunk...)
+		if errors.Is(err, bufio.ErrBufferFull) {
+			continue
+		}
+		return r.line, err
+	}
+}

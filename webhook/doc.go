@@ -1,0 +1,11 @@
+// Package webhook is the HTTP side of sgload serve: it authenticates SendGrid
+// Event Webhook POSTs (signed webhook, OAuth 2.0 bearer tokens, secret URL
+// tokens, in any combination), checks the body, and answers 2xx only once
+// the spool has made the POST durable.
+//
+// Status codes are chosen for SendGrid's retry behaviour: it retries any
+// non-2xx for 24 hours, so every refusal that a later retry can cure (disk
+// full, spool unwritable, overload) is a 503, and a refusal that no retry can
+// cure still loses nothing: an authenticated body that cannot be parsed is
+// kept in quarantine before the 400 goes out.
+package webhook
