@@ -2,20 +2,23 @@
 GO       ?= go
 BIN      ?= bin
 SPOOL    ?= var/spool
+BUCKET   ?= var/bucket
 ADDR     ?= 127.0.0.1:8080
 FUZZTIME ?= 10s
 
-.PHONY: all build run test lint unit fuzz bench-ingest tidy clean
+.PHONY: all build run test lint unit fuzz bench-ingest bench-flush tidy clean
 
 all: build
 
 build:
 	$(GO) build -o $(BIN)/sgload ./cmd/sgload
 
-# Runs serve on embedded defaults: a local spool under var/, loopback only,
-# no authentication (it says so loudly). See README.md for a curl to try it.
+# The main job on embedded defaults: serve on loopback without authentication
+# (it says so loudly) into a spool under var/, flushed every 30 s as Parquet
+# into the local folder var/bucket. See README.md for a curl to try it.
 run: build
-	$(BIN)/sgload serve --spool $(SPOOL) --addr $(ADDR) --insecure-no-auth --min-free-bytes 64MiB
+	$(BIN)/sgload run --spool $(SPOOL) --bucket $(BUCKET) --addr $(ADDR) --insecure-no-auth \
+		--min-free-bytes 64MiB --segment-age 10s --flush-interval 30s
 
 # Everything CI runs: lint, the test suite with the race detector against
 # real storage servers and the SendGrid API mock, then short fuzz runs.
@@ -37,6 +40,14 @@ bench-ingest: build
 	@mkdir -p var/bench
 	@[ -s var/bench/events-100k.ndjson ] || python3 scripts/gen_events.py -n 100000 --seed 42 > var/bench/events-100k.ndjson
 	$(BIN)/sgload-bench ingest -sgload $(BIN)/sgload -events var/bench/events-100k.ndjson -dir var/bench
+
+# Flush vs. DuckDB's own NDJSON-to-Parquet COPY on the same ~2M events, then
+# the same with 10x the data (memory must not grow). Slow: about 10 minutes.
+bench-flush: build
+	$(GO) build -o $(BIN)/sgload-bench ./cmd/sgload-bench
+	@mkdir -p var/bench
+	@[ -s var/bench/events-2m.ndjson ] || python3 scripts/gen_events.py -n 2000000 --seed 42 > var/bench/events-2m.ndjson
+	$(BIN)/sgload-bench flush -sgload $(BIN)/sgload -events var/bench/events-2m.ndjson -dir var/bench/flush -scale 10
 
 tidy:
 	$(GO) mod tidy

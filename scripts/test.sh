@@ -24,8 +24,14 @@ lint() {
 }
 
 unit() {
+  step "storage emulators and the SendGrid API mock (scripts/emulators.sh)"
+  scripts/emulators.sh up
+  trap 'scripts/emulators.sh down' EXIT
+  # shellcheck disable=SC1091
+  source "${EMU_DIR:-/tmp/sgload-emu}/env"
+  export SGLOAD_REQUIRE_EMULATORS=1
   step "go test -race"
-  $GO test -race -shuffle=on -timeout 20m ./...
+  $GO test -race -shuffle=on -timeout 25m ./...
 }
 
 # Each fuzz target runs for a short, bounded time; `make fuzz FUZZTIME=10m`
@@ -38,6 +44,7 @@ fuzz() {
   done <<'TARGETS'
 FuzzParseBody ./webhook
 FuzzParseRecord ./spool
+FuzzObjects ./internal/jsonarray
 TARGETS
 }
 

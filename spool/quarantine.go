@@ -32,23 +32,33 @@ type Quarantined struct {
 // sender retrying the same bad body for 24 hours fills one file, not
 // thousands. It returns the file name.
 func (s *Spool) Quarantine(q Quarantined) (string, error) {
+	q.Node = s.node
+	name, created, err := WriteQuarantine(s.layout, "body", q)
+	if created {
+		s.m.quarantined.Inc()
+	}
+	return name, err
+}
+
+// WriteQuarantine stores q in l's quarantine folder as <kind>-<hash>.json,
+// unless a file for the same bytes is there already. It reports whether it
+// wrote a new file.
+func WriteQuarantine(l Layout, kind string, q Quarantined) (name string, created bool, err error) {
 	sum := sha256.Sum256(q.Body)
 	q.SHA256 = hex.EncodeToString(sum[:])
-	q.Node = s.node
-	name := "body-" + q.SHA256[:32] + ".json"
-	p := filepath.Join(s.layout.Quarantine(), name)
+	name = kind + "-" + q.SHA256[:32] + ".json"
+	p := filepath.Join(l.Quarantine(), name)
 	if _, err := os.Stat(p); err == nil {
-		return name, nil
+		return name, false, nil
 	} else if !errors.Is(err, os.ErrNotExist) {
-		return "", fmt.Errorf("quarantine %s: %w", p, err)
+		return "", false, fmt.Errorf("quarantine %s: %w", p, err)
 	}
 	b, err := json.MarshalIndent(q, "", "  ")
 	if err != nil {
-		return "", fmt.Errorf("quarantine: %w", err)
+		return "", false, fmt.Errorf("quarantine: %w", err)
 	}
 	if err := durable.WriteFile(p, append(b, '\n'), 0o600); err != nil {
-		return "", fmt.Errorf("quarantine: %w", err)
+		return "", false, fmt.Errorf("quarantine: %w", err)
 	}
-	s.m.quarantined.Inc()
-	return name, nil
+	return name, true, nil
 }

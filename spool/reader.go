@@ -15,6 +15,10 @@ type Reader struct {
 	br   *bufio.Reader
 	line []byte
 	off  int64 // offset of the next line
+
+	// Alloc, when set, provides the buffer for each record's body (at least
+	// n bytes), so a reader of millions of records can recycle bodies.
+	Alloc func(n int) []byte
 }
 
 // OpenReader opens a segment for reading.
@@ -63,7 +67,7 @@ func (r *Reader) Next() (*Record, error) {
 		return nil, &CorruptError{Path: r.path, Offset: start, Line: line,
 			Err: fmt.Errorf("%w: torn line of %d bytes at end of file", ErrCorrupt, len(line))}
 	}
-	rec, perr := ParseRecord(line)
+	rec, perr := parseRecord(line, r.Alloc)
 	if perr != nil {
 		return nil, &CorruptError{Path: r.path, Offset: start, Line: line, Err: perr}
 	}

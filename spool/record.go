@@ -117,7 +117,41 @@ func Prepare(events int, auth string, header map[string]string, body []byte) (*P
 	return &Prepared{Events: events, auth: quotedAuth, head: head, body: body[:dst]}, nil
 }
 
-const bodyKey = `,"body":`
+const (
+	bodyKey = `,"body":`
+	crKey   = `,"cr":[`
+	lfKey   = `,"lf":[`
+)
+
+// parseInts reads non-negative decimal integers separated by commas up to a
+// closing bracket, and returns them and what follows the bracket.
+func parseInts(b []byte) ([]int, []byte, error) {
+	out := make([]int, 0, bytes.Count(b, []byte(","))+1)
+	i := 0
+	if i < len(b) && b[i] == ']' {
+		return out, b[1:], nil
+	}
+	for i < len(b) {
+		n, start := 0, i
+		for i < len(b) && b[i] >= '0' && b[i] <= '9' && i-start < 18 {
+			n = n*10 + int(b[i]-'0')
+			i++
+		}
+		if i == start || i >= len(b) {
+			break
+		}
+		out = append(out, n)
+		switch b[i] {
+		case ',':
+			i++
+		case ']':
+			return out, b[i+1:], nil
+		default:
+			return nil, nil, fmt.Errorf("%w: offset list", ErrCorrupt)
+		}
+	}
+	return nil, nil, fmt.Errorf("%w: offset list", ErrCorrupt)
+}
 
 // offsets returns the positions of c in b; bytes.IndexByte is vectorised,
 // so this costs little next to reading the body.
@@ -197,20 +231,38 @@ type header struct {
 	Hdr  map[string]string `json:"hdr"`
 	Len  *int              `json:"len"`
 	CRC  *uint32           `json:"crc"`
-	CR   []int             `json:"cr"`
-	LF   []int             `json:"lf"`
 }
 
 // ParseRecord decodes one line (with or without its trailing newline). The
 // returned Body is a new slice; line is not retained.
-func ParseRecord(line []byte) (*Record, error) {
+func ParseRecord(line []byte) (*Record, error) { return parseRecord(line, nil) }
+
+// parseRecord is ParseRecord with the body allocated by alloc, when set.
+func parseRecord(line []byte, alloc func(int) []byte) (*Record, error) {
 	line = bytes.TrimSuffix(line, []byte("\n"))
 	i := bytes.Index(line, []byte(bodyKey))
 	if i < 0 || len(line) < 2 || line[0] != '{' || line[len(line)-1] != '}' {
 		return nil, fmt.Errorf("%w: no body", ErrCorrupt)
 	}
-	hdrJSON := make([]byte, 0, i+1)
-	hdrJSON = append(append(hdrJSON, line[:i]...), '}')
+	// The offset lists are parsed by hand: with thousands of numbers they
+	// cost encoding/json more than the rest of the record.
+	j := bytes.Index(line[:i], []byte(crKey))
+	if j < 0 {
+		return nil, fmt.Errorf("%w: no cr list", ErrCorrupt)
+	}
+	cr, rest, err := parseInts(line[j+len(crKey) : i])
+	if err != nil {
+		return nil, err
+	}
+	if !bytes.HasPrefix(rest, []byte(lfKey)) {
+		return nil, fmt.Errorf("%w: no lf list", ErrCorrupt)
+	}
+	lf, rest, err := parseInts(rest[len(lfKey):])
+	if err != nil || len(rest) != 0 {
+		return nil, fmt.Errorf("%w: lf list", ErrCorrupt)
+	}
+	hdrJSON := make([]byte, 0, j+1)
+	hdrJSON = append(append(hdrJSON, line[:j]...), '}')
 	var h header
 	if err := json.Unmarshal(hdrJSON, &h); err != nil {
 		return nil, fmt.Errorf("%w: header: %v", ErrCorrupt, err)
@@ -226,11 +278,11 @@ func ParseRecord(line []byte) (*Record, error) {
 		return nil, fmt.Errorf("%w: at: %v", ErrCorrupt, err)
 	}
 	stored := line[i+len(bodyKey) : len(line)-1]
-	if *h.Len < 0 || len(stored)+len(h.CR)+len(h.LF) != *h.Len {
+	if *h.Len < 0 || len(stored)+len(cr)+len(lf) != *h.Len {
 		return nil, fmt.Errorf("%w: body is %d bytes + %d CR + %d LF, header says %d",
-			ErrCorrupt, len(stored), len(h.CR), len(h.LF), *h.Len)
+			ErrCorrupt, len(stored), len(cr), len(lf), *h.Len)
 	}
-	body, err := restore(stored, h.CR, h.LF, *h.Len)
+	body, err := restore(stored, cr, lf, *h.Len, alloc)
 	if err != nil {
 		return nil, err
 	}
@@ -249,7 +301,7 @@ func ParseRecord(line []byte) (*Record, error) {
 }
 
 // restore puts the CR and LF bytes back at their offsets.
-func restore(stored []byte, cr, lf []int, n int) ([]byte, error) {
+func restore(stored []byte, cr, lf []int, n int, alloc func(int) []byte) ([]byte, error) {
 	crAbs, err := absolute(cr, n)
 	if err != nil {
 		return nil, fmt.Errorf("%w: cr: %v", ErrCorrupt, err)
@@ -258,7 +310,12 @@ func restore(stored []byte, cr, lf []int, n int) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: lf: %v", ErrCorrupt, err)
 	}
-	body := make([]byte, n)
+	var body []byte
+	if alloc != nil {
+		body = alloc(n)[:n]
+	} else {
+		body = make([]byte, n)
+	}
 	src, pos := 0, 0
 	for len(crAbs) > 0 || len(lfAbs) > 0 {
 		var at int

@@ -3,6 +3,7 @@ package spool
 import (
 	"bytes"
 	"errors"
+	"os"
 	"testing"
 	"time"
 
@@ -105,4 +106,23 @@ func FuzzParseRecord(f *testing.F) {
 			t.Fatalf("re-encoded record differs")
 		}
 	})
+}
+
+func BenchmarkParseRecord(b *testing.B) {
+	data, err := os.ReadFile("../testdata/events/sample-2000.ndjson")
+	if err != nil {
+		b.Fatal(err)
+	}
+	body := bytes.ReplaceAll(bytes.TrimSpace(data), []byte("\n"), []byte(",\r\n"))
+	body = append(append([]byte("["), body...), "\r\n]\r\n"...)
+	line, err := EncodeRecord(&Record{Sequence: 1, Events: 2000, ReceivedAt: time.Unix(1, 0), Node: "n", Body: body})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(line)))
+	for b.Loop() {
+		if _, err := ParseRecord(line); err != nil {
+			b.Fatal(err)
+		}
+	}
 }

@@ -6,6 +6,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"os"
 	"os/signal"
@@ -23,6 +24,12 @@ func main() {
 	switch os.Args[1] {
 	case "ingest":
 		err = benchIngest(ctx, os.Args[2:])
+	case "spool":
+		err = makeSpool(ctx, os.Args[2:])
+	case "flush":
+		err = benchFlush(ctx, os.Args[2:])
+	case "duckdb-copy":
+		err = duckCopy(os.Args[2:])
 	default:
 		err = fmt.Errorf("unknown benchmark %q", os.Args[1])
 	}
@@ -30,4 +37,18 @@ func main() {
 		fmt.Fprintln(os.Stderr, "error:", err)
 		os.Exit(1)
 	}
+}
+
+func makeSpool(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("spool", flag.ExitOnError)
+	events := fs.String("events", "", "NDJSON events")
+	dir := fs.String("spool", "", "spool folder to fill")
+	fs.Parse(args)
+	batches, err := loadBatches(*events, 768*1024)
+	if err != nil {
+		return err
+	}
+	n, err := writeSpool(ctx, *dir, batches, 64<<20)
+	fmt.Printf("wrote %d events in %d POSTs to %s\n", n, len(batches), *dir)
+	return err
 }

@@ -14,10 +14,12 @@ import (
 
 // Exit codes, documented in README.md ("Exit codes").
 const (
-	exitOK      = 0
-	exitFailure = 1 // the job failed; a retry may succeed
-	exitUsage   = 2 // bad flags or configuration; a retry will not help
-	exitPartial = 3 // some of the work failed (named in the output), the rest is done
+	exitOK       = 0
+	exitFailure  = 1 // the job failed; a retry may succeed
+	exitUsage    = 2 // bad flags or configuration; a retry will not help
+	exitPartial  = 3 // some of the work failed (named in the output), the rest is done
+	exitBusy     = 4 // another process holds the lock; nothing was done
+	exitMismatch = 5 // verify found mismatches
 )
 
 var version = "dev"
@@ -28,7 +30,8 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		Usage:   "land SendGrid events and objects in object storage as Parquet",
 		Version: version,
 		Description: "sgload serve receives SendGrid's Event Webhook into a local, fsynced spool;\n" +
-			"sgload flush turns the spool into partitioned Parquet in S3, GCS, Azure Blob or a folder.\n" +
+			"sgload flush turns the spool into partitioned Parquet in S3, GCS, Azure Blob or a folder,\n" +
+			"exactly once; sgload run does both in one process.\n" +
 			"Every flag can also be set with the environment variable shown beside it.",
 		Writer:               stdout,
 		ErrWriter:            stderr,
@@ -40,7 +43,10 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 				Usage: "text, json, or auto (text on a terminal, json otherwise)"},
 		},
 		Commands: []*cli.Command{
+			runCommand(),
 			serveCommand(),
+			flushCommand(),
+			verifyCommand(),
 			tokenCommand(),
 		},
 		OnUsageError:   onUsageError,

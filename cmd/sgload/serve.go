@@ -34,50 +34,56 @@ func serveCommand() *cli.Command {
 			"Endpoints: POST /webhook/sendgrid, POST /webhook/sendgrid/{token}, POST /oauth/token,\n" +
 			"GET /healthz, GET /readyz, GET /metrics.",
 		OnUsageError: onUsageError,
-		Flags: []cli.Flag{
-			spoolFlag(),
-			&cli.StringFlag{Name: "addr", Value: ":8080", EnvVars: []string{"SGLOAD_ADDR"},
-				Usage: "listen address"},
-			&cli.StringFlag{Name: "node", EnvVars: []string{"SGLOAD_NODE"},
-				Usage: "node id in file names and the _node column (default: kept in the spool, first taken from the host name)"},
-			&cli.StringSliceFlag{Name: "signing-key", EnvVars: []string{"SGLOAD_SIGNING_KEYS"}, Category: "Authentication:",
-				Usage: "Signed Event Webhook verification key (base64), repeatable or comma-separated"},
-			&cli.DurationFlag{Name: "signature-max-age", Value: 25 * time.Hour, EnvVars: []string{"SGLOAD_SIGNATURE_MAX_AGE"}, Category: "Authentication:",
-				Usage: "refuse signatures with an older timestamp (SendGrid retries for 24h)"},
-			&cli.StringFlag{Name: "oauth-client-id", EnvVars: []string{"SGLOAD_OAUTH_CLIENT_ID"}, Category: "Authentication:",
-				Usage: "OAuth client id SendGrid uses at POST /oauth/token"},
-			&cli.StringFlag{Name: "oauth-client-secret", EnvVars: []string{"SGLOAD_OAUTH_CLIENT_SECRET"}, Category: "Authentication:",
-				Usage: "OAuth client secret (prefer the environment variable)"},
-			&cli.DurationFlag{Name: "oauth-token-ttl", Value: time.Hour, EnvVars: []string{"SGLOAD_OAUTH_TOKEN_TTL"}, Category: "Authentication:",
-				Usage: "lifetime of issued bearer tokens"},
-			&cli.StringSliceFlag{Name: "url-token", EnvVars: []string{"SGLOAD_URL_TOKENS"}, Category: "Authentication:",
-				Usage: "secret URL token for /webhook/sendgrid/{token}, repeatable or comma-separated (sgload token new)"},
-			&cli.BoolFlag{Name: "insecure-no-auth", EnvVars: []string{"SGLOAD_INSECURE_NO_AUTH"}, Category: "Authentication:",
-				Usage: "accept unauthenticated POSTs (local testing only)"},
-			&cli.GenericFlag{Name: "max-body-bytes", Value: sizeFlag(8 << 20), EnvVars: []string{"SGLOAD_MAX_BODY_BYTES"}, Category: "Limits:",
-				Usage: "refuse larger bodies with 413 (SendGrid batches are up to ~768KB)"},
-			&cli.IntFlag{Name: "max-in-flight", Value: 512, EnvVars: []string{"SGLOAD_MAX_IN_FLIGHT"}, Category: "Limits:",
-				Usage: "answer 503 beyond this many concurrent webhook requests"},
-			&cli.GenericFlag{Name: "min-free-bytes", Value: sizeFlag(1 << 30), EnvVars: []string{"SGLOAD_MIN_FREE_BYTES"}, Category: "Limits:",
-				Usage: "answer 503 while the spool's disk has less free space"},
-			&cli.GenericFlag{Name: "segment-bytes", Value: sizeFlag(64 << 20), EnvVars: []string{"SGLOAD_SEGMENT_BYTES"}, Category: "Spool:",
-				Usage: "seal the open segment at this size"},
-			&cli.DurationFlag{Name: "segment-age", Value: time.Minute, EnvVars: []string{"SGLOAD_SEGMENT_AGE"}, Category: "Spool:",
-				Usage: "seal the open segment at this age"},
-			&cli.StringFlag{Name: "tls-cert", EnvVars: []string{"SGLOAD_TLS_CERT"}, Category: "TLS:",
-				Usage: "serve HTTPS with this certificate (PEM); SendGrid needs TLS 1.2+"},
-			&cli.StringFlag{Name: "tls-key", EnvVars: []string{"SGLOAD_TLS_KEY"}, Category: "TLS:",
-				Usage: "private key (PEM) for --tls-cert"},
-			&cli.StringFlag{Name: "debug-addr", EnvVars: []string{"SGLOAD_DEBUG_ADDR"},
-				Usage: "serve Go's pprof profiles on this address, e.g. 127.0.0.1:6060 (off when empty)"},
-			&cli.DurationFlag{Name: "shutdown-timeout", Value: 30 * time.Second, EnvVars: []string{"SGLOAD_SHUTDOWN_TIMEOUT"},
-				Usage: "on SIGTERM, wait this long for in-flight requests"},
-		},
-		Action: runServe,
+		Flags:        serveFlags(),
+		Action:       func(c *cli.Context) error { return runServer(c, nil) },
 	}
 }
 
-func runServe(c *cli.Context) error {
+func serveFlags() []cli.Flag {
+	return []cli.Flag{
+		spoolFlag(),
+		&cli.StringFlag{Name: "addr", Value: ":8080", EnvVars: []string{"SGLOAD_ADDR"},
+			Usage: "listen address"},
+		&cli.StringFlag{Name: "node", EnvVars: []string{"SGLOAD_NODE"},
+			Usage: "node id in file names and the _node column (default: kept in the spool, first taken from the host name)"},
+		&cli.StringSliceFlag{Name: "signing-key", EnvVars: []string{"SGLOAD_SIGNING_KEYS"}, Category: "Authentication:",
+			Usage: "Signed Event Webhook verification key (base64), repeatable or comma-separated"},
+		&cli.DurationFlag{Name: "signature-max-age", Value: 25 * time.Hour, EnvVars: []string{"SGLOAD_SIGNATURE_MAX_AGE"}, Category: "Authentication:",
+			Usage: "refuse signatures with an older timestamp (SendGrid retries for 24h)"},
+		&cli.StringFlag{Name: "oauth-client-id", EnvVars: []string{"SGLOAD_OAUTH_CLIENT_ID"}, Category: "Authentication:",
+			Usage: "OAuth client id SendGrid uses at POST /oauth/token"},
+		&cli.StringFlag{Name: "oauth-client-secret", EnvVars: []string{"SGLOAD_OAUTH_CLIENT_SECRET"}, Category: "Authentication:",
+			Usage: "OAuth client secret (prefer the environment variable)"},
+		&cli.DurationFlag{Name: "oauth-token-ttl", Value: time.Hour, EnvVars: []string{"SGLOAD_OAUTH_TOKEN_TTL"}, Category: "Authentication:",
+			Usage: "lifetime of issued bearer tokens"},
+		&cli.StringSliceFlag{Name: "url-token", EnvVars: []string{"SGLOAD_URL_TOKENS"}, Category: "Authentication:",
+			Usage: "secret URL token for /webhook/sendgrid/{token}, repeatable or comma-separated (sgload token new)"},
+		&cli.BoolFlag{Name: "insecure-no-auth", EnvVars: []string{"SGLOAD_INSECURE_NO_AUTH"}, Category: "Authentication:",
+			Usage: "accept unauthenticated POSTs (local testing only)"},
+		&cli.GenericFlag{Name: "max-body-bytes", Value: sizeFlag(8 << 20), EnvVars: []string{"SGLOAD_MAX_BODY_BYTES"}, Category: "Limits:",
+			Usage: "refuse larger bodies with 413 (SendGrid batches are up to ~768KB)"},
+		&cli.IntFlag{Name: "max-in-flight", Value: 512, EnvVars: []string{"SGLOAD_MAX_IN_FLIGHT"}, Category: "Limits:",
+			Usage: "answer 503 beyond this many concurrent webhook requests"},
+		&cli.GenericFlag{Name: "min-free-bytes", Value: sizeFlag(1 << 30), EnvVars: []string{"SGLOAD_MIN_FREE_BYTES"}, Category: "Limits:",
+			Usage: "answer 503 while the spool's disk has less free space"},
+		&cli.GenericFlag{Name: "segment-bytes", Value: sizeFlag(64 << 20), EnvVars: []string{"SGLOAD_SEGMENT_BYTES"}, Category: "Spool:",
+			Usage: "seal the open segment at this size"},
+		&cli.DurationFlag{Name: "segment-age", Value: time.Minute, EnvVars: []string{"SGLOAD_SEGMENT_AGE"}, Category: "Spool:",
+			Usage: "seal the open segment at this age"},
+		&cli.StringFlag{Name: "tls-cert", EnvVars: []string{"SGLOAD_TLS_CERT"}, Category: "TLS:",
+			Usage: "serve HTTPS with this certificate (PEM); SendGrid needs TLS 1.2+"},
+		&cli.StringFlag{Name: "tls-key", EnvVars: []string{"SGLOAD_TLS_KEY"}, Category: "TLS:",
+			Usage: "private key (PEM) for --tls-cert"},
+		&cli.StringFlag{Name: "debug-addr", EnvVars: []string{"SGLOAD_DEBUG_ADDR"},
+			Usage: "serve Go's pprof profiles on this address, e.g. 127.0.0.1:6060 (off when empty)"},
+		&cli.DurationFlag{Name: "shutdown-timeout", Value: 30 * time.Second, EnvVars: []string{"SGLOAD_SHUTDOWN_TIMEOUT"},
+			Usage: "on SIGTERM, wait this long for in-flight requests"},
+	}
+}
+
+// runServer runs serve until a signal; alongside, when set, runs a
+// background job over the open spool (sgload run's periodic flush).
+func runServer(c *cli.Context, alongside func(ctx context.Context, log *slog.Logger)) error {
 	log, err := newLogger(c)
 	if err != nil {
 		return err
@@ -145,6 +151,16 @@ func runServe(c *cli.Context) error {
 			}
 		}()
 	}
+
+	jobCtx, stopJob := context.WithCancel(c.Context)
+	jobDone := make(chan struct{})
+	go func() {
+		defer close(jobDone)
+		if alongside != nil {
+			alongside(jobCtx, log)
+		}
+	}()
+	defer func() { stopJob(); <-jobDone }()
 
 	errc := make(chan error, 1)
 	go func() {

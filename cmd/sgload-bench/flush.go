@@ -1,0 +1,188 @@
+package main
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"flag"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"syscall"
+	"time"
+
+	_ "github.com/duckdb/duckdb-go/v2"
+)
+
+// duckColumns gives DuckDB's read_ndjson the column types explicitly, as
+// sgload's schema does: left to infer from the first rows, DuckDB would
+// drop keys it sees late, which is not the same work.
+const duckColumns = `{email:'VARCHAR', "timestamp":'BIGINT', "smtp-id":'VARCHAR', event:'VARCHAR', category:'JSON',
+ sg_event_id:'VARCHAR', sg_message_id:'VARCHAR', asm_group_id:'BIGINT', ip:'VARCHAR', useragent:'VARCHAR',
+ tls:'BIGINT', cert_err:'BIGINT', reason:'VARCHAR', status:'VARCHAR', response:'VARCHAR', attempt:'VARCHAR',
+ "type":'VARCHAR', bounce_classification:'VARCHAR', url:'VARCHAR', url_offset:'STRUCT(index BIGINT, type VARCHAR)',
+ sg_machine_open:'BOOLEAN', sg_content_type:'VARCHAR', pool:'STRUCT(name VARCHAR, id BIGINT)',
+ marketing_campaign_id:'BIGINT', marketing_campaign_name:'VARCHAR', marketing_campaign_version:'VARCHAR',
+ marketing_campaign_split_id:'BIGINT', template_id:'VARCHAR', send_at:'BIGINT', domain:'VARCHAR'}`
+
+// duckCopy runs in a child process so that its peak RSS is its own.
+func duckCopy(args []string) error {
+	in, out, mode := args[0], args[1], args[2]
+	db, err := sql.Open("duckdb", "")
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	sel := fmt.Sprintf(`SELECT *, strftime(to_timestamp("timestamp"), '%%Y-%%m-%%d') AS dt FROM read_ndjson('%s', columns=%s)`, in, duckColumns)
+	if mode == "raw" {
+		// The same work as sgload: typed columns and each event's exact text.
+		sel = fmt.Sprintf(`SELECT j.*, r.raw AS _raw, strftime(to_timestamp(j."timestamp"), '%%Y-%%m-%%d') AS dt
+ FROM read_ndjson('%s', columns=%s) j POSITIONAL JOIN
+ read_csv('%s', columns={'raw':'VARCHAR'}, delim=E'\x01', quote='', escape='', header=false, auto_detect=false) r`, in, duckColumns, in)
+	}
+	_, err = db.Exec(fmt.Sprintf(`COPY (%s) TO '%s' (FORMAT parquet, COMPRESSION zstd, PARTITION_BY (event, dt))`, sel, out))
+	return err
+}
+
+type run struct {
+	name    string
+	elapsed time.Duration
+	maxRSS  int64 // bytes
+	out     int64 // bytes written
+	err     error
+}
+
+func measure(name string, out string, cmd *exec.Cmd) run {
+	r := run{name: name}
+	cmd.Stderr = os.Stderr
+	start := time.Now()
+	r.err = cmd.Run()
+	r.elapsed = time.Since(start)
+	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+		r.maxRSS = ru.Maxrss * 1024
+	}
+	r.out = dirSize(out)
+	return r
+}
+
+func dirSize(dir string) int64 {
+	var n int64
+	filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			if info, err := d.Info(); err == nil {
+				n += info.Size()
+			}
+		}
+		return nil
+	})
+	return n
+}
+
+func benchFlush(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("flush", flag.ExitOnError)
+	bin := fs.String("sgload", "", "sgload binary")
+	events := fs.String("events", "", "NDJSON events (scripts/gen_events.py output)")
+	dir := fs.String("dir", "", "scratch folder")
+	scale := fs.Int("scale", 10, "also flush a spool this many times larger (0: skip)")
+	fs.Parse(args)
+	if *bin == "" || *events == "" || *dir == "" {
+		return errors.New("-sgload, -events and -dir are required")
+	}
+	os.RemoveAll(*dir)
+	if err := os.MkdirAll(*dir, 0o755); err != nil {
+		return err
+	}
+	batches, err := loadBatches(*events, 768*1024)
+	if err != nil {
+		return err
+	}
+	spoolDir := filepath.Join(*dir, "spool")
+	n, err := writeSpool(ctx, spoolDir, batches, 64<<20)
+	if err != nil {
+		return err
+	}
+	input := dirSize(filepath.Join(spoolDir, "events"))
+	fmt.Printf("input: %d events, %s NDJSON, %s spool\n\n", n, mib(fileSize(*events)), mib(input))
+
+	self, _ := os.Executable()
+	var runs []run
+	for _, mode := range []string{"typed", "raw"} {
+		out := filepath.Join(*dir, "duckdb-"+mode)
+		name := "DuckDB COPY, typed columns"
+		if mode == "raw" {
+			name = "DuckDB COPY, typed + _raw"
+		}
+		runs = append(runs, measure(name, out, exec.CommandContext(ctx, self, "duckdb-copy", *events, out, mode)))
+	}
+	bucket := filepath.Join(*dir, "bucket")
+	flush := measure("sgload flush", bucket, exec.CommandContext(ctx, *bin, "flush", "--spool", spoolDir, "--bucket", bucket, "--progress", "never"))
+	runs = append(runs, flush)
+
+	fmt.Printf("%-28s %9s %9s %12s %10s\n", "run", "seconds", "vs sgload", "peak RSS", "output")
+	for _, r := range runs {
+		if r.err != nil {
+			return fmt.Errorf("%s: %w", r.name, r.err)
+		}
+		fmt.Printf("%-28s %9.2f %8.2fx %12s %10s\n", r.name, r.elapsed.Seconds(), r.elapsed.Seconds()/flush.elapsed.Seconds(), mib(r.maxRSS), mib(r.out))
+	}
+	if *scale > 1 {
+		big := filepath.Join(*dir, "spool-x"+strconv.Itoa(*scale))
+		m, err := scaledSpool(ctx, big, batches, *scale)
+		if err != nil {
+			return err
+		}
+		os.RemoveAll(spoolDir)
+		os.RemoveAll(bucket)
+		bucket := filepath.Join(*dir, "bucket-x"+strconv.Itoa(*scale))
+		r := measure(fmt.Sprintf("sgload flush, %dx data", *scale), bucket,
+			exec.CommandContext(ctx, *bin, "flush", "--spool", big, "--bucket", bucket, "--progress", "never"))
+		if r.err != nil {
+			return r.err
+		}
+		fmt.Printf("%-28s %9.2f %8.2fx %12s %10s   (%d events, %s spool)\n", r.name, r.elapsed.Seconds(),
+			r.elapsed.Seconds()/flush.elapsed.Seconds(), mib(r.maxRSS), mib(r.out), m, mib(dirSize(filepath.Join(big, "done"))))
+	}
+	return nil
+}
+
+var idRE = regexp.MustCompile(`"sg_event_id":"([^"]*)"`)
+
+// scaledSpool writes the batches k times, each copy with its own event ids
+// so that nothing is a duplicate: k times the distinct events.
+func scaledSpool(ctx context.Context, dir string, batches []batch, k int) (int, error) {
+	var all []batch
+	total := 0
+	for c := range k {
+		suffix := []byte(fmt.Sprintf("-x%d", c))
+		for _, b := range batches {
+			body := idRE.ReplaceAllFunc(b.body, func(m []byte) []byte {
+				return append(append(m[:len(m)-1:len(m)-1], suffix...), '"')
+			})
+			all = append(all, batch{body: body, events: b.events})
+		}
+		if len(all) >= 200 { // keep memory flat while writing
+			n, err := writeSpool(ctx, dir, all, 64<<20)
+			if err != nil {
+				return 0, err
+			}
+			total += n
+			all = all[:0]
+		}
+	}
+	n, err := writeSpool(ctx, dir, all, 64<<20)
+	return total + n, err
+}
+
+func fileSize(p string) int64 {
+	info, err := os.Stat(p)
+	if err != nil {
+		return 0
+	}
+	return info.Size()
+}
+
+func mib(n int64) string { return fmt.Sprintf("%.0f MiB", float64(n)/(1<<20)) }

@@ -1,0 +1,82 @@
+package loader
+
+import (
+	"context"
+	"sync"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/sgload/sgload/dedupe"
+	"github.com/sgload/sgload/schema"
+)
+
+// keyResult is pass 1's outcome for a plan.
+type keyResult struct {
+	set      *dedupe.Set
+	dups     *dedupe.Result
+	segments []ManifestSegment
+}
+
+// resolveKeys reads every event of p for its dedupe keys (in parallel: keys
+// need no order, only ordinals) and decides which events are duplicates.
+func (f *flusher) resolveKeys(ctx context.Context, p *Plan) (*keyResult, error) {
+	res := &keyResult{set: &dedupe.Set{}, segments: make([]ManifestSegment, len(p.Segments))}
+	for i, s := range p.Segments {
+		res.segments[i] = ManifestSegment{Path: s.Path, Bytes: s.Bytes}
+	}
+	items := make(chan item, 2*f.opts.Workers)
+	bufs := newBodies()
+	var mu sync.Mutex
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		defer close(items)
+		return readPlan(gctx, f.layout.Root, p, bufs, func(it item) error {
+			if it.rec != nil {
+				res.segments[it.seg].Records++
+				res.segments[it.seg].Events += int64(it.rec.Events)
+			}
+			select {
+			case items <- it:
+				return nil
+			case <-gctx.Done():
+				return gctx.Err()
+			}
+		})
+	})
+	for range f.opts.Workers {
+		g.Go(func() error {
+			local := &dedupe.Set{}
+			var kr schema.KeyReader
+			for it := range items {
+				if it.rec == nil {
+					continue
+				}
+				if evs, ok := events(it.rec); ok {
+					for i, raw := range evs {
+						if id, fp := kr.Keys(raw); id != nil {
+							local.Add(it.base+i, dedupe.IDKey(id), dedupe.Key(fp))
+						} else {
+							local.Add(it.base+i, dedupe.Key(fp))
+						}
+					}
+				}
+				f.progressDone.Add(int64(len(it.rec.Body)))
+				f.progress("keys")
+				bufs.put(it.rec)
+			}
+			mu.Lock()
+			res.set.Merge(local)
+			mu.Unlock()
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	dups, err := f.index.Resolve(res.set)
+	if err != nil {
+		return nil, err
+	}
+	res.dups = dups
+	return res, nil
+}

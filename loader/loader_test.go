@@ -1,0 +1,393 @@
+package loader
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sgload/sgload/internal/duckcheck"
+	"github.com/sgload/sgload/internal/testbucket"
+	"github.com/sgload/sgload/spool"
+)
+
+func readLines(t testing.TB, paths ...string) [][]byte {
+	t.Helper()
+	var out [][]byte
+	for _, p := range paths {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, bytes.Split(bytes.TrimSpace(data), []byte("\n"))...)
+	}
+	return out
+}
+
+// fillSpool appends the events to the spool at root as webhook POSTs of
+// perPost events each, framed as SendGrid frames them, and seals them.
+func fillSpool(t testing.TB, root string, lines [][]byte, perPost int, segmentBytes int64) {
+	t.Helper()
+	sp, err := spool.Open(root, spool.Options{Node: "t1", MinFreeBytes: -1, SegmentBytes: segmentBytes,
+		Registerer: prometheus.NewRegistry()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < len(lines); i += perPost {
+		chunk := lines[i:min(i+perPost, len(lines))]
+		body := append([]byte("["), bytes.Join(chunk, []byte(",\r\n"))...)
+		body = append(body, "\r\n]\r\n"...)
+		p, err := spool.Prepare(len(chunk), "test", nil, body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := sp.Append(context.Background(), p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := sp.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+var nonWord = regexp.MustCompile(`[^a-z0-9_]+`)
+
+// oracle is what the bucket must hold for a set of input events, computed
+// without the loader: one row per distinct event (by sg_event_id, or by its
+// bytes when it has none), in a table named after its type.
+type oracle struct {
+	rows   int64
+	tables map[string]int64
+	ids    map[string]bool
+}
+
+func expect(t testing.TB, lines [][]byte) oracle {
+	t.Helper()
+	o := oracle{tables: map[string]int64{}, ids: map[string]bool{}}
+	seen := map[string]bool{}
+	for _, l := range lines {
+		var ev map[string]any
+		if err := json.Unmarshal(l, &ev); err != nil {
+			t.Fatal(err)
+		}
+		key := string(l)
+		if id, ok := ev["sg_event_id"].(string); ok {
+			key = "id:" + id
+			o.ids[id] = true
+		}
+		if seen[key] {
+			continue
+		}
+		seen[key] = true
+		table := "unknown"
+		if e, ok := ev["event"].(string); ok {
+			if table = strings.Trim(nonWord.ReplaceAllString(strings.ToLower(e), "_"), "_"); table == "" {
+				table = "unknown"
+			}
+		}
+		o.tables[table]++
+		o.rows++
+	}
+	return o
+}
+
+// checkBucket reads everything flushed into b with DuckDB and compares it
+// with the oracle, then runs Verify.
+func checkBucket(t *testing.T, b *testbucket.Bucket, prefix, spoolRoot string, want oracle) {
+	t.Helper()
+	dir := b.Mirror(t, prefix)
+	db := duckcheck.Open(t)
+	glob := filepath.Join(dir, filepath.FromSlash(prefix), "events", "*", "*", "*.parquet")
+	src := fmt.Sprintf("read_parquet('%s', hive_partitioning = true, filename = true)", glob)
+	got := map[string]int64{}
+	var total int64
+	for _, r := range duckcheck.Rows(t, db, "SELECT regexp_extract(filename, 'events/([^/]+)/dt=', 1) AS t, count(*) FROM "+src+" GROUP BY 1") {
+		got[r[0].(string)] = r[1].(int64)
+		total += r[1].(int64)
+	}
+	if total != want.rows {
+		t.Errorf("bucket holds %d rows, want %d (one per distinct event)", total, want.rows)
+	}
+	for table, n := range want.tables {
+		if got[table] != n {
+			t.Errorf("table %s: %d rows, want %d", table, got[table], n)
+		}
+	}
+	if dups := duckcheck.Int(t, db, "SELECT count(*) FROM (SELECT sg_event_id FROM "+src+" WHERE sg_event_id IS NOT NULL GROUP BY 1 HAVING count(*) > 1)"); dups != 0 {
+		t.Errorf("%d sg_event_ids appear more than once", dups)
+	}
+	if ids := duckcheck.Int(t, db, "SELECT count(DISTINCT sg_event_id) FROM "+src); ids != int64(len(want.ids)) {
+		t.Errorf("%d distinct sg_event_ids, want %d", ids, len(want.ids))
+	}
+	// Partition keys live in the path only (BigQuery refuses them twice).
+	if n := duckcheck.Int(t, db, fmt.Sprintf("SELECT count(*) FROM (DESCRIBE SELECT * FROM read_parquet('%s', hive_partitioning = false)) WHERE column_name = 'dt'", glob)); n != 0 {
+		t.Error("files carry the dt partition column")
+	}
+	if want.ids["drift-03"] {
+		if n := duckcheck.Int(t, db, "SELECT attempt FROM "+src+" WHERE sg_event_id = 'drift-03'"); n != 5 {
+			t.Errorf("drift-03 attempt = %d, want 5", n)
+		}
+		if d := duckcheck.Rows(t, db, "SELECT dt::VARCHAR FROM "+src+" WHERE sg_event_id = 'drift-03'")[0][0]; d != "2026-01-01" {
+			t.Errorf("drift-03 partition %v, want the event's own day", d)
+		}
+	}
+	rep, err := Verify(context.Background(), VerifyOptions{Spool: spoolRoot, Bucket: b.Bucket, BucketURL: b.URL, Prefix: prefix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Problems) > 0 {
+		t.Errorf("verify: %s", strings.Join(rep.Problems, "\n"))
+	}
+	if rep.Rows != want.rows {
+		t.Errorf("verify counts %d rows, want %d", rep.Rows, want.rows)
+	}
+}
+
+func flushOpts(root string, b *testbucket.Bucket, prefix string) Options {
+	return Options{Spool: root, Bucket: b.Bucket, BucketURL: b.URL, Prefix: prefix, AfterWrite: b.AfterWrite,
+		MaxPlanBytes: 400 << 10, TargetFileBytes: 64 << 10, RowGroupBytes: 64 << 10, MemoryBytes: 256 << 10}
+}
+
+var errCrash = errors.New("simulated crash")
+
+// TestBuckets is the bucket conformance suite: the same flush scenarios
+// against every kind of bucket, the cloud ones on real local servers.
+func TestBuckets(t *testing.T) {
+	for _, kind := range testbucket.Kinds {
+		t.Run(kind, func(t *testing.T) { runBucketTests(t, kind) })
+	}
+}
+
+func runBucketTests(t *testing.T, kind string) {
+	input := readLines(t, "../testdata/events/sample-2000.ndjson", "../testdata/events/drift.ndjson")
+	want := expect(t, input)
+	// The crash scenarios run on a third of it (still several plans), which
+	// keeps the suite quick under the race detector.
+	small := append(readLines(t, "../testdata/events/sample-2000.ndjson")[:600], readLines(t, "../testdata/events/drift.ndjson")...)
+	wantSmall := expect(t, small)
+	const prefix = "sendgrid/raw"
+
+	t.Run("flush", func(t *testing.T) {
+		b := testbucket.Open(t, kind)
+		root := t.TempDir()
+		fillSpool(t, root, input, 97, 256<<10)
+		sum, err := Flush(context.Background(), flushOpts(root, b, prefix))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sum.Rows != want.rows || sum.Plans < 2 || sum.Files < 20 {
+			t.Fatalf("summary %+v; want %d rows over several plans and files", sum, want.rows)
+		}
+		if sum.Duplicates != int64(len(input))-want.rows {
+			t.Errorf("summary counts %d duplicates, want %d", sum.Duplicates, int64(len(input))-want.rows)
+		}
+		checkBucket(t, b, prefix, root, want)
+		// Nothing left: a second run has nothing to do and changes nothing.
+		again, err := Flush(context.Background(), flushOpts(root, b, prefix))
+		if err != nil || !again.NothingToFlush() {
+			t.Fatalf("second flush: %+v, %v", again, err)
+		}
+	})
+
+	for _, point := range CrashPoints {
+		t.Run("rerun after crash at "+point, func(t *testing.T) {
+			b := testbucket.Open(t, kind)
+			root := t.TempDir()
+			fillSpool(t, root, small, 40, 96<<10)
+			opts := flushOpts(root, b, prefix)
+			opts.MaxPlanBytes = 100 << 10
+			crashed := 0
+			opts.Crash = func(p string) error {
+				if p == point && crashed == 0 {
+					crashed++
+					return errCrash
+				}
+				return nil
+			}
+			if _, err := Flush(context.Background(), opts); !errors.Is(err, errCrash) {
+				t.Fatalf("flush: %v, want the simulated crash", err)
+			}
+			opts.Crash = nil
+			sum, err := Flush(context.Background(), opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// After plan-finished the plan is complete; before it, the rerun
+			// must find the journaled plan and finish or redo it.
+			if wantRecovered := map[bool]int{true: 0, false: 1}[point == "plan-finished"]; sum.Recovered != wantRecovered {
+				t.Errorf("rerun recovered %d plans, want %d", sum.Recovered, wantRecovered)
+			}
+			checkBucket(t, b, prefix, root, wantSmall)
+		})
+	}
+
+	t.Run("cancelled write", func(t *testing.T) {
+		b := testbucket.Open(t, kind)
+		root := t.TempDir()
+		fillSpool(t, root, small, 40, 96<<10)
+		opts := flushOpts(root, b, prefix)
+		opts.MaxPlanBytes = 100 << 10
+		ctx, cancel := context.WithCancel(context.Background())
+		opts.Crash = func(p string) error {
+			if p == "uploaded-one" {
+				cancel() // the plan's other uploads are cut off mid-way
+			}
+			return nil
+		}
+		if _, err := Flush(ctx, opts); !errors.Is(err, context.Canceled) {
+			t.Fatalf("flush: %v, want context.Canceled", err)
+		}
+		opts.Crash = nil
+		if _, err := Flush(context.Background(), opts); err != nil {
+			t.Fatal(err)
+		}
+		checkBucket(t, b, prefix, root, wantSmall)
+	})
+
+	t.Run("list after commit", func(t *testing.T) {
+		b := testbucket.Open(t, kind)
+		root := t.TempDir()
+		fillSpool(t, root, small, 40, 96<<10)
+		sum, err := Flush(context.Background(), flushOpts(root, b, prefix))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var listed []string
+		for _, k := range b.Keys(t, prefix+"/") {
+			if strings.HasSuffix(k, ".parquet") {
+				listed = append(listed, k)
+			}
+		}
+		var committed []string
+		for _, mk := range sum.Manifests {
+			m, err := readManifest(context.Background(), b.Bucket, mk)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, f := range m.Files {
+				committed = append(committed, f.Key)
+			}
+		}
+		sort.Strings(committed)
+		if strings.Join(listed, "\n") != strings.Join(committed, "\n") {
+			t.Fatalf("listed objects differ from the manifests:\nlisted %d: %v\ncommitted %d: %v", len(listed), listed, len(committed), committed)
+		}
+		for _, k := range b.Keys(t, prefix+"/") {
+			if !strings.HasSuffix(k, ".parquet") && !strings.HasSuffix(k, ".json") {
+				t.Errorf("unexpected object %s (temporary or side file)", k)
+			}
+		}
+	})
+
+	t.Run("duplicates across flushes", func(t *testing.T) {
+		b := testbucket.Open(t, kind)
+		root := t.TempDir()
+		first, second := input[:1200], input[1000:]
+		fillSpool(t, root, first, 50, 1<<20)
+		if _, err := Flush(context.Background(), flushOpts(root, b, prefix)); err != nil {
+			t.Fatal(err)
+		}
+		// The second batch repeats 200 events of the first (a SendGrid retry
+		// hours later), some with a new sg_event_id.
+		retried := make([][]byte, 0, len(second))
+		for i, l := range second {
+			if i < 50 {
+				l = regexp.MustCompile(`"sg_event_id":"[^"]*"`).ReplaceAll(append([]byte(nil), l...), []byte(fmt.Sprintf(`"sg_event_id":"retry-%d"`, i)))
+			}
+			retried = append(retried, l)
+		}
+		fillSpool(t, root, retried, 50, 1<<20)
+		sum, err := Flush(context.Background(), flushOpts(root, b, prefix))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sum.Duplicates < 200 {
+			t.Errorf("second flush dropped %d duplicates, want at least the 200 repeats", sum.Duplicates)
+		}
+		w := expect(t, input)
+		// The 50 re-identified repeats are the same events: not rows, not ids.
+		checkBucket(t, b, prefix, root, w)
+	})
+}
+
+func TestDryRunChangesNothing(t *testing.T) {
+	b := testbucket.Open(t, "file")
+	root := t.TempDir()
+	input := readLines(t, "../testdata/events/drift.ndjson")
+	fillSpool(t, root, input, 5, 1<<20)
+	opts := flushOpts(root, b, "p")
+	opts.DryRun = true
+	sum, err := Flush(context.Background(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Rows != expect(t, input).rows || !sum.DryRun {
+		t.Fatalf("dry run summary %+v", sum)
+	}
+	if keys := b.Keys(t, ""); len(keys) != 0 {
+		t.Fatalf("dry run wrote %v", keys)
+	}
+	if segs, _ := spool.ListSegments(filepath.Join(root, spool.EventsDir), spool.SealedSuffix); len(segs) == 0 {
+		t.Fatal("dry run moved the segments")
+	}
+}
+
+func TestPreflightFailsClearly(t *testing.T) {
+	b := testbucket.Open(t, "file")
+	root := t.TempDir()
+	fillSpool(t, root, readLines(t, "../testdata/events/drift.ndjson"), 5, 1<<20)
+	os.RemoveAll(b.Dir)
+	os.WriteFile(b.Dir, nil, 0o644) // the bucket folder is now a file: nothing can be written
+	_, err := Flush(context.Background(), flushOpts(root, b, "p"))
+	if !errors.Is(err, ErrPreflight) {
+		t.Fatalf("flush: %v, want ErrPreflight", err)
+	}
+	if segs, _ := spool.ListSegments(filepath.Join(root, spool.EventsDir), spool.SealedSuffix); len(segs) == 0 {
+		t.Fatal("segments moved although nothing was written")
+	}
+}
+
+func TestOneFlushAtATime(t *testing.T) {
+	root := t.TempDir()
+	fillSpool(t, root, readLines(t, "../testdata/events/drift.ndjson"), 5, 1<<20)
+	lock, err := spool.TryLock(spool.Layout{Root: root}, "flush")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Unlock()
+	b := testbucket.Open(t, "mem")
+	if _, err := Flush(context.Background(), flushOpts(root, b, "p")); !errors.Is(err, ErrBusy) {
+		t.Fatalf("flush: %v, want ErrBusy", err)
+	}
+}
+
+func TestRetentionPrunesDone(t *testing.T) {
+	b := testbucket.Open(t, "mem")
+	root := t.TempDir()
+	fillSpool(t, root, readLines(t, "../testdata/events/drift.ndjson"), 5, 1<<20)
+	opts := flushOpts(root, b, "p")
+	if _, err := Flush(context.Background(), opts); err != nil {
+		t.Fatal(err)
+	}
+	done, _ := spool.ListSegments(filepath.Join(root, spool.DoneDir, spool.EventsDir), spool.SealedSuffix)
+	if len(done) == 0 {
+		t.Fatal("no committed segment in done/")
+	}
+	opts.Now = func() time.Time { return time.Now().Add(73 * time.Hour) }
+	if _, err := Flush(context.Background(), opts); err != nil {
+		t.Fatal(err)
+	}
+	if left, _ := spool.ListSegments(filepath.Join(root, spool.DoneDir, spool.EventsDir), spool.SealedSuffix); len(left) != 0 {
+		t.Fatalf("%d segments past retention left in done/", len(left))
+	}
+}

@@ -1,0 +1,143 @@
+package loader
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"path"
+	"sort"
+	"strings"
+	"time"
+
+	"gocloud.dev/blob"
+	"gocloud.dev/gcerrors"
+)
+
+// ManifestVersion is written in every manifest.
+const ManifestVersion = 1
+
+// Manifest is the commit record of one plan, written to the bucket last.
+type Manifest struct {
+	Version    int                   `json:"version"`
+	Plan       string                `json:"plan"`
+	Node       string                `json:"node"`
+	CreatedAt  time.Time             `json:"created_at"`
+	Sgload     string                `json:"sgload_version"`
+	Segments   []ManifestSegment     `json:"segments"`
+	Files      []File                `json:"files"`
+	Tables     map[string]TableStats `json:"tables"`
+	Events     int64                 `json:"events"`
+	Rows       int64                 `json:"rows"`
+	Duplicates Duplicates            `json:"duplicates"`
+	// RowsWithErrors counts rows whose _errors is not empty.
+	RowsWithErrors int64 `json:"rows_with_errors"`
+	// QuarantinedEvents counts events that became no row because they could
+	// not be read; QuarantinedLines counts damaged spool lines. Both are in
+	// the spool's quarantine folder. Events = Rows + Duplicates +
+	// QuarantinedEvents always holds.
+	QuarantinedEvents int64 `json:"quarantined_events"`
+	QuarantinedLines  int64 `json:"quarantined_lines"`
+	MinSequence       int64 `json:"min_sequence"`
+	MaxSequence       int64 `json:"max_sequence"`
+}
+
+// ManifestSegment is a segment the plan consumed.
+type ManifestSegment struct {
+	Path    string `json:"path"`
+	Bytes   int64  `json:"bytes"`
+	Records int64  `json:"records"`
+	Events  int64  `json:"events"`
+}
+
+// File is one Parquet object.
+type File struct {
+	Key         string `json:"key"`
+	Table       string `json:"table"`
+	Date        string `json:"dt"`
+	Rows        int64  `json:"rows"`
+	Bytes       int64  `json:"bytes"`
+	MD5         []byte `json:"md5"`
+	MinSequence int64  `json:"min_sequence"`
+	MaxSequence int64  `json:"max_sequence"`
+}
+
+// TableStats sums a table's files.
+type TableStats struct {
+	Rows  int64 `json:"rows"`
+	Files int   `json:"files"`
+	Bytes int64 `json:"bytes"`
+}
+
+// Duplicates counts events dropped as duplicates.
+type Duplicates struct {
+	InPlan    int64 `json:"in_plan"`
+	InHistory int64 `json:"in_history"`
+}
+
+// Total is all duplicates dropped.
+func (d Duplicates) Total() int64 { return d.InPlan + d.InHistory }
+
+// Keys under the bucket prefix.
+const (
+	eventsDir    = "events"
+	metaDir      = "_sgload"
+	manifestsDir = "_sgload/manifests"
+)
+
+func joinKey(prefix string, parts ...string) string {
+	p := path.Join(append([]string{prefix}, parts...)...)
+	return strings.TrimPrefix(p, "/")
+}
+
+func manifestKey(prefix, node, plan string) string {
+	return joinKey(prefix, manifestsDir, node, plan+".json")
+}
+
+func objectKey(prefix, table, date, node, plan string, n int) string {
+	return joinKey(prefix, eventsDir, table, "dt="+date, fmt.Sprintf("part-%s-%s-%04d.parquet", node, plan, n))
+}
+
+func readManifest(ctx context.Context, b *blob.Bucket, key string) (*Manifest, error) {
+	data, err := b.ReadAll(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	var m Manifest
+	if err := json.Unmarshal(data, &m); err != nil {
+		return nil, fmt.Errorf("manifest %s: %w", key, err)
+	}
+	return &m, nil
+}
+
+func exists(ctx context.Context, b *blob.Bucket, key string) (bool, error) {
+	_, err := b.Attributes(ctx, key)
+	if err == nil {
+		return true, nil
+	}
+	if gcerrors.Code(err) == gcerrors.NotFound {
+		return false, nil
+	}
+	return false, err
+}
+
+// listManifests returns every manifest key under prefix, for all nodes.
+func listManifests(ctx context.Context, b *blob.Bucket, prefix string) ([]string, error) {
+	var keys []string
+	it := b.List(&blob.ListOptions{Prefix: joinKey(prefix, manifestsDir) + "/"})
+	for {
+		obj, err := it.Next(ctx)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("list manifests: %w", err)
+		}
+		if strings.HasSuffix(obj.Key, ".json") {
+			keys = append(keys, obj.Key)
+		}
+	}
+	sort.Strings(keys)
+	return keys, nil
+}

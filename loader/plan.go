@@ -1,0 +1,167 @@
+package loader
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/sgload/sgload/internal/durable"
+	"github.com/sgload/sgload/spool"
+)
+
+// Plan is one unit of the commit protocol.
+type Plan struct {
+	ID       string        `json:"id"`
+	Node     string        `json:"node"`
+	Created  time.Time     `json:"created"`
+	Segments []PlanSegment `json:"segments"`
+	// Workers is how many mappers split the plan's records; a redo uses the
+	// same number, so it writes the same objects.
+	Workers int `json:"workers"`
+}
+
+// PlanSegment is a segment in a plan, by its path under the spool root.
+type PlanSegment struct {
+	Path  string `json:"path"` // e.g. events/node-0000….ndjson
+	Bytes int64  `json:"bytes"`
+}
+
+func (p *Plan) bytes() int64 {
+	var n int64
+	for _, s := range p.Segments {
+		n += s.Bytes
+	}
+	return n
+}
+
+// journal is the local record of a plan in flight: the plan file and the
+// append-only list of object keys whose upload has started.
+type journal struct {
+	dir string
+}
+
+func (j journal) planPath(id string) string    { return filepath.Join(j.dir, id+".plan.json") }
+func (j journal) intentsPath(id string) string { return filepath.Join(j.dir, id+".intents") }
+func (j journal) workDir(id string) string     { return filepath.Join(j.dir, id+".work") }
+
+func (j journal) write(p *Plan) error {
+	b, err := json.MarshalIndent(p, "", "  ")
+	if err != nil {
+		return err
+	}
+	return durable.WriteFile(j.planPath(p.ID), append(b, '\n'), 0o644)
+}
+
+// pending returns the plans journaled but not finished, oldest first.
+func (j journal) pending() ([]*Plan, error) {
+	entries, err := os.ReadDir(j.dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list flush journal: %w", err)
+	}
+	var plans []*Plan
+	for _, e := range entries {
+		if !strings.HasSuffix(e.Name(), ".plan.json") {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(j.dir, e.Name()))
+		if err != nil {
+			return nil, fmt.Errorf("read plan: %w", err)
+		}
+		var p Plan
+		if err := json.Unmarshal(b, &p); err != nil {
+			return nil, fmt.Errorf("plan %s: %w", e.Name(), err)
+		}
+		plans = append(plans, &p)
+	}
+	sort.Slice(plans, func(a, b int) bool { return plans[a].ID < plans[b].ID })
+	return plans, nil
+}
+
+// addIntent records, durably, that an upload of key is about to start.
+func (j journal) addIntent(id, key string) error {
+	f, err := os.OpenFile(j.intentsPath(id), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	if err != nil {
+		return fmt.Errorf("journal intent: %w", err)
+	}
+	defer f.Close()
+	if _, err := f.WriteString(key + "\n"); err != nil {
+		return fmt.Errorf("journal intent: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("journal intent: %w", err)
+	}
+	return nil
+}
+
+func (j journal) intents(id string) ([]string, error) {
+	f, err := os.Open(j.intentsPath(id))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read intents: %w", err)
+	}
+	defer f.Close()
+	var keys []string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if k := strings.TrimSpace(sc.Text()); k != "" {
+			keys = append(keys, k)
+		}
+	}
+	return keys, sc.Err()
+}
+
+// remove drops the plan's journal files and work folder; the plan file goes
+// last, so a crash in between leaves a plan that finishes again harmlessly.
+func (j journal) remove(id string) error {
+	os.RemoveAll(j.workDir(id))
+	if err := os.Remove(j.intentsPath(id)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	if err := os.Remove(j.planPath(id)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return durable.SyncDir(j.dir)
+}
+
+// nextPlan picks the oldest sealed segments, up to maxBytes (at least one).
+func nextPlan(l spool.Layout, node string, maxBytes int64, workers int, now time.Time) (*Plan, error) {
+	segs, err := spool.ListSegments(l.Events(), spool.SealedSuffix)
+	if err != nil {
+		return nil, err
+	}
+	if len(segs) == 0 {
+		return nil, nil
+	}
+	p := &Plan{Node: node, Created: now.UTC(), ID: fmt.Sprintf("%016x", segs[0].FirstSeq), Workers: workers}
+	var total int64
+	for _, s := range segs {
+		if len(p.Segments) > 0 && total+s.Size > maxBytes {
+			break
+		}
+		rel, _ := filepath.Rel(l.Root, s.Path)
+		p.Segments = append(p.Segments, PlanSegment{Path: rel, Bytes: s.Size})
+		total += s.Size
+	}
+	return p, nil
+}
+
+// backlog sums the sealed segments waiting for flush.
+func backlog(l spool.Layout) (segments int, bytes int64, err error) {
+	segs, err := spool.ListSegments(l.Events(), spool.SealedSuffix)
+	for _, s := range segs {
+		segments++
+		bytes += s.Size
+	}
+	return segments, bytes, err
+}

@@ -1,0 +1,132 @@
+package loader
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"path/filepath"
+	"time"
+
+	"github.com/sgload/sgload/internal/jsonarray"
+	"github.com/sgload/sgload/spool"
+)
+
+// item is one record of a plan, in order, with the ordinal of its first
+// event. Both passes read a plan through readPlan, so ordinals agree.
+type item struct {
+	seq     int // position in the plan
+	seg     int // index of the segment in the plan
+	rec     *spool.Record
+	base    int
+	corrupt *spool.CorruptError
+}
+
+// bodies recycles record bodies between readPlan and the goroutines that
+// consume the records: each pass reads hundreds of megabytes of bodies, and
+// allocating each anew keeps the garbage collector busy.
+type bodies chan []byte
+
+func newBodies() bodies { return make(bodies, 8) }
+
+func (b bodies) get(n int) []byte {
+	select {
+	case buf := <-b:
+		if cap(buf) >= n {
+			return buf[:n]
+		}
+	default:
+	}
+	return make([]byte, n, n+n/4)
+}
+
+// put returns a record's body once nothing refers to it any more.
+func (b bodies) put(rec *spool.Record) {
+	if rec == nil {
+		return
+	}
+	select {
+	case b <- rec.Body[:0]:
+	default:
+	}
+}
+
+// readPlan sends every record of p's segments, in order, to fn.
+func readPlan(ctx context.Context, root string, p *Plan, bufs bodies, fn func(item) error) error {
+	seq, base := 0, 0
+	for si, s := range p.Segments {
+		path := filepath.Join(root, s.Path)
+		r, err := spool.OpenReader(path)
+		if err != nil {
+			return fmt.Errorf("plan %s: %w", p.ID, err)
+		}
+		if bufs != nil {
+			r.Alloc = bufs.get
+		}
+		for {
+			if err := ctx.Err(); err != nil {
+				r.Close()
+				return err
+			}
+			rec, err := r.Next()
+			if err == io.EOF {
+				break
+			}
+			var ce *spool.CorruptError
+			if errors.As(err, &ce) {
+				if err := fn(item{seq: seq, seg: si, corrupt: ce}); err != nil {
+					r.Close()
+					return err
+				}
+				seq++
+				continue
+			}
+			if err != nil {
+				r.Close()
+				return err
+			}
+			if err := fn(item{seq: seq, seg: si, rec: rec, base: base}); err != nil {
+				r.Close()
+				return err
+			}
+			seq++
+			base += rec.Events
+		}
+		r.Close()
+	}
+	return nil
+}
+
+// events splits a record's body into its events. It reports false when the
+// body does not hold exactly the number of objects the record says, which
+// only damage can cause; the record is then quarantined whole.
+func events(rec *spool.Record) ([][]byte, bool) {
+	out := make([][]byte, 0, rec.Events)
+	ok := jsonarray.Objects(rec.Body, func(o []byte) bool {
+		out = append(out, o)
+		return true
+	})
+	return out, ok && len(out) == rec.Events
+}
+
+// eventDay is the partition day of an event: its own date, or the day it
+// was received when it has no readable time.
+func eventDay(eventMicros int64, rec *spool.Record) int32 {
+	t := eventMicros
+	if t <= 0 {
+		t = rec.ReceivedAt.UnixMicro()
+	}
+	return int32(floorDiv(t, 86400_000_000))
+}
+
+func floorDiv(a, b int64) int64 {
+	q := a / b
+	if a%b != 0 && (a < 0) != (b < 0) {
+		q--
+	}
+	return q
+}
+
+func dayString(day int32) string {
+	return time.Unix(int64(day)*86400, 0).UTC().Format("2006-01-02")
+}

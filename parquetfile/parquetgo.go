@@ -1,0 +1,229 @@
+package parquetfile
+
+import (
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/parquet-go/parquet-go"
+
+	"github.com/sgload/sgload/schema"
+)
+
+// RowGroupWriter writes one row group per batch.
+type RowGroupWriter interface {
+	// WriteRowGroup writes b as one row group. b may be reused afterwards.
+	WriteRowGroup(b *schema.Batch) error
+	// Close writes the footer. The file is incomplete until Close returns nil.
+	Close() error
+}
+
+// Options tune the encoding.
+type Options struct {
+	// PageBytes is the target uncompressed size of a data page (default
+	// 256 KiB). Every open file keeps about this much per busy column.
+	PageBytes int
+	// KeyValue is written into the footer's key-value metadata.
+	KeyValue map[string]string
+}
+
+// Writer writes Parquet with github.com/parquet-go/parquet-go, column by
+// column from the batch: no per-row structs, no reflection.
+type Writer struct {
+	w      *parquet.GenericWriter[any]
+	table  *schema.Table
+	leaf   []int // table column -> leaf column index in the file schema
+	values []parquet.Value
+}
+
+var _ RowGroupWriter = (*Writer)(nil)
+
+// ParquetSchema returns the parquet-go schema of t.
+func ParquetSchema(t *schema.Table) *parquet.Schema {
+	g := parquet.Group{}
+	for _, c := range t.Columns {
+		var n parquet.Node
+		switch c.Kind {
+		case schema.String:
+			n = parquet.String()
+		case schema.Int64:
+			n = parquet.Int(64)
+		case schema.Bool:
+			n = parquet.Leaf(parquet.BooleanType)
+		case schema.Timestamp:
+			n = parquet.Timestamp(parquet.Microsecond)
+		case schema.StringList:
+			n = parquet.List(parquet.Required(parquet.String()))
+		}
+		if c.Required {
+			n = parquet.Required(n)
+		} else {
+			n = parquet.Optional(n)
+		}
+		g[c.Name] = n
+	}
+	name := t.Name
+	if &t.Columns[0] == &schema.EventColumns()[0] {
+		name = schema.EventSchemaName
+	}
+	return parquet.NewSchema(name, g)
+}
+
+var noBounds = map[string]bool{
+	"_raw": true, "custom_args": true, "_fingerprint": true, "_errors": true,
+	"useragent": true, "url": true, "response": true, "reason": true,
+}
+
+// NewWriter starts a Parquet file for t on out.
+func NewWriter(out io.Writer, t *schema.Table, opts Options) *Writer {
+	if opts.PageBytes <= 0 {
+		opts.PageBytes = 256 << 10
+	}
+	s := ParquetSchema(t)
+	wopts := []parquet.WriterOption{
+		s,
+		parquet.Compression(sharedZstd),
+		parquet.PageBufferSize(opts.PageBytes),
+		parquet.DataPageStatistics(true),
+		parquet.CreatedBy("sgload", "1", ""),
+	}
+	for k, v := range opts.KeyValue {
+		wopts = append(wopts, parquet.KeyValueMetadata(k, v))
+	}
+	// Min/max page bounds help engines skip pages when filtering on a
+	// column; for long free text nobody filters on, they only cost time.
+	for _, c := range t.Columns {
+		if noBounds[c.Name] {
+			path := []string{c.Name}
+			if c.Kind == schema.StringList {
+				path = append(path, "list", "element")
+			}
+			wopts = append(wopts, parquet.SkipPageBounds(path...))
+		}
+	}
+	w := &Writer{w: parquet.NewGenericWriter[any](out, wopts...), table: t, leaf: make([]int, len(t.Columns))}
+	byName := map[string]int{}
+	for i, path := range s.Columns() {
+		byName[path[0]] = i
+	}
+	for i, c := range t.Columns {
+		w.leaf[i] = byName[c.Name]
+	}
+	return w
+}
+
+// WriteRowGroup implements RowGroupWriter.
+func (w *Writer) WriteRowGroup(b *schema.Batch) error {
+	if b.Len() == 0 {
+		return nil
+	}
+	cws := w.w.ColumnWriters()
+	for i, c := range w.table.Columns {
+		col := b.Column(i)
+		leaf := w.leaf[i]
+		w.values = w.values[:0]
+		def := 1
+		if c.Required {
+			def = 0
+		}
+		switch c.Kind {
+		case schema.String:
+			start := uint32(0)
+			for r := 0; r < b.Len(); r++ {
+				end := col.Ends[r]
+				if col.Valid[r] {
+					w.values = append(w.values, parquet.ByteArrayValue(col.Data[start:end]).Level(0, def, leaf))
+				} else {
+					w.values = append(w.values, parquet.NullValue().Level(0, 0, leaf))
+				}
+				start = end
+			}
+		case schema.Int64, schema.Timestamp:
+			for r := 0; r < b.Len(); r++ {
+				if col.Valid[r] {
+					w.values = append(w.values, parquet.Int64Value(col.Ints[r]).Level(0, def, leaf))
+				} else {
+					w.values = append(w.values, parquet.NullValue().Level(0, 0, leaf))
+				}
+			}
+		case schema.Bool:
+			for r := 0; r < b.Len(); r++ {
+				if col.Valid[r] {
+					w.values = append(w.values, parquet.BooleanValue(col.Bools[r]).Level(0, def, leaf))
+				} else {
+					w.values = append(w.values, parquet.NullValue().Level(0, 0, leaf))
+				}
+			}
+		case schema.StringList:
+			// optional group (LIST) { repeated group list { required binary element } }:
+			// definition level 0 = null list, 1 = empty list, 2 = an item.
+			item, start := uint32(0), uint32(0)
+			for r := 0; r < b.Len(); r++ {
+				last := col.Items[r]
+				switch {
+				case !col.Valid[r]:
+					w.values = append(w.values, parquet.NullValue().Level(0, 0, leaf))
+				case item == last:
+					w.values = append(w.values, parquet.NullValue().Level(0, 1, leaf))
+				default:
+					for rep := 0; item < last; item, rep = item+1, 1 {
+						end := col.Ends[item]
+						w.values = append(w.values, parquet.ByteArrayValue(col.Data[start:end]).Level(rep, 2, leaf))
+						start = end
+					}
+				}
+			}
+		}
+		if _, err := cws[leaf].WriteRowValues(w.values); err != nil {
+			return fmt.Errorf("write column %s: %w", c.Name, err)
+		}
+	}
+	if err := w.w.Flush(); err != nil {
+		return fmt.Errorf("write row group: %w", err)
+	}
+	if cap(w.values) > 1<<20 {
+		w.values = nil
+	}
+	return nil
+}
+
+// Reset starts a new file on out with the same table and options, keeping
+// the writer's buffers: flush writes thousands of row groups and reusing one
+// writer per goroutine keeps allocation, and so GC work, flat.
+func (w *Writer) Reset(out io.Writer) { w.w.Reset(out) }
+
+// Close implements RowGroupWriter.
+func (w *Writer) Close() error {
+	if err := w.w.Close(); err != nil {
+		return fmt.Errorf("write parquet footer: %w", err)
+	}
+	return nil
+}
+
+// CopyRowGroups appends every row group of the Parquet file at path, which
+// must have been written by a Writer for the same table and options. The
+// compressed pages are copied verbatim (parquet-go's copy path): nothing is
+// decoded or recompressed, and memory does not grow with the file.
+func (w *Writer) CopyRowGroups(path string) (rows int64, err error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	info, err := f.Stat()
+	if err != nil {
+		return 0, err
+	}
+	pf, err := parquet.OpenFile(f, info.Size(), parquet.SkipBloomFilters(true))
+	if err != nil {
+		return 0, fmt.Errorf("open %s: %w", path, err)
+	}
+	for _, rg := range pf.RowGroups() {
+		n, err := w.w.WriteRowGroup(rg)
+		if err != nil {
+			return rows, fmt.Errorf("copy row group of %s: %w", path, err)
+		}
+		rows += n
+	}
+	return rows, nil
+}

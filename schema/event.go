@@ -1,0 +1,644 @@
+package schema
+
+import (
+	"bytes"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/valyala/fastjson"
+	"github.com/zeebo/xxh3"
+)
+
+// Metadata columns, on every row of every table.
+var metaColumns = []Column{
+	{Name: "_sequence", Kind: Int64, Required: true, Doc: "receipt order: Unix microseconds at receipt, strictly increasing per node; event i of a POST gets the POST's sequence + i"},
+	{Name: "_received_at", Kind: Timestamp, Required: true, Doc: "when sgload accepted the POST (UTC)"},
+	{Name: "_node", Kind: String, Required: true, Doc: "the sgload serve node that accepted it"},
+}
+
+// The event columns. Every event table has all of them: tables differ by
+// content, not by shape, so a field SendGrid sends on an event type where we
+// did not expect it still lands in its typed column, and the activity view
+// is a plain UNION ALL.
+var eventColumns = append(append([]Column{}, metaColumns...), []Column{
+	{Name: "event", Kind: String, Doc: "event type as sent"},
+	{Name: "email", Kind: String, Doc: "recipient; null on some dropped events, absent on account events"},
+	{Name: "timestamp", Kind: Timestamp, Doc: "when the event happened (UTC); from Unix seconds, or ms/µs when the number is that large, or a numeric string"},
+	{Name: "sg_event_id", Kind: String, Doc: "SendGrid's unique event id"},
+	{Name: "sg_message_id", Kind: String, Doc: "SendGrid message id; absent on async bounces"},
+	{Name: "smtp_id", Kind: String, Doc: "from smtp-id"},
+	{Name: "category", Kind: StringList, Doc: "categories; a single string becomes a one-item list"},
+	{Name: "asm_group_id", Kind: Int64, Doc: "unsubscribe group id"},
+	{Name: "ip", Kind: String, Doc: "sending IP (delivery events) or recipient IP (engagement events)"},
+	{Name: "useragent", Kind: String, Doc: "recipient user agent (open, click, group events)"},
+	{Name: "tls", Kind: Bool, Doc: "delivered over TLS; from 1/0, \"1\"/\"0\" or a boolean"},
+	{Name: "cert_err", Kind: Bool, Doc: "certificate error; from 1/0, \"1\"/\"0\" or a boolean"},
+	{Name: "reason", Kind: String, Doc: "bounce, block, deferral or drop reason"},
+	{Name: "status", Kind: String, Doc: "enhanced SMTP status code, e.g. 5.0.0"},
+	{Name: "response", Kind: String, Doc: "full SMTP response (delivered, deferred)"},
+	{Name: "attempt", Kind: Int64, Doc: "delivery attempt (deferred); SendGrid sends a numeric string"},
+	{Name: "type", Kind: String, Doc: "bounce or blocked (bounce events); the status on account_status_change"},
+	{Name: "bounce_classification", Kind: String, Doc: "SendGrid's bounce classification"},
+	{Name: "url", Kind: String, Doc: "clicked URL (click) or unsubscribe link (group events)"},
+	{Name: "url_offset_index", Kind: Int64, Doc: "from url_offset.index: which of identical links"},
+	{Name: "url_offset_type", Kind: String, Doc: "from url_offset.type: html, text, header or amp"},
+	{Name: "sg_machine_open", Kind: Bool, Doc: "machine open (Apple Mail Privacy Protection)"},
+	{Name: "sg_content_type", Kind: String, Doc: "html, text, header or amp"},
+	{Name: "pool_name", Kind: String, Doc: "from pool.name: IP pool"},
+	{Name: "pool_id", Kind: Int64, Doc: "from pool.id (a number or a numeric string)"},
+	{Name: "send_at", Kind: Timestamp, Doc: "scheduled send time; from seconds or milliseconds"},
+	{Name: "marketing_campaign_id", Kind: Int64, Doc: "legacy Marketing Campaigns id"},
+	{Name: "marketing_campaign_name", Kind: String, Doc: "legacy Marketing Campaigns name"},
+	{Name: "marketing_campaign_version", Kind: String, Doc: "A/B test version"},
+	{Name: "marketing_campaign_split_id", Kind: Int64, Doc: "A/B test split id"},
+	{Name: "singlesend_id", Kind: String, Doc: "single send id"},
+	{Name: "singlesend_name", Kind: String, Doc: "single send name"},
+	{Name: "template_id", Kind: String, Doc: "template id"},
+	{Name: "template_version_id", Kind: String, Doc: "template version id"},
+	{Name: "template_hash", Kind: String, Doc: "template hash"},
+	{Name: "sg_template_id", Kind: String, Doc: "SendGrid template id"},
+	{Name: "sg_template_name", Kind: String, Doc: "SendGrid template name"},
+	{Name: "mc_stats", Kind: String, Doc: "singlesend or automation"},
+	{Name: "phase_id", Kind: String, Doc: "send or test"},
+	{Name: "post_type", Kind: String, Doc: "legacy Marketing Campaigns post type"},
+	{Name: "sg_user_id", Kind: Int64, Doc: "SendGrid user id"},
+	{Name: "reseller_id", Kind: String, Doc: "reseller id (unsubscribe)"},
+	{Name: "domain", Kind: String, Doc: "recipient domain (deferred)"},
+	{Name: "from_address", Kind: String, Doc: "from `from` (deferred)"},
+	{Name: "custom_args", Kind: String, Doc: "JSON object of every top-level key without a column here: your unique args/custom args"},
+	{Name: "_fingerprint", Kind: String, Doc: "hex xxh3-128 of the event's bytes without its sg_event_id member; the dedupe key with sg_event_id"},
+	{Name: "_raw", Kind: String, Doc: "the event exactly as received (JSON)"},
+	{Name: "_errors", Kind: StringList, Doc: "one entry per value that could not be coerced into its column (the row is kept; the value is in _raw)"},
+}...)
+
+// EventColumns returns the columns every event table has, in file order.
+func EventColumns() []Column { return eventColumns }
+
+// EventTable returns the table for events whose type normalises to name.
+func EventTable(name string) *Table {
+	return &Table{Name: name, Columns: eventColumns, Doc: "SendGrid " + name + " events, one row per event"}
+}
+
+// EventSchemaName names the Parquet schema of every event table: they share
+// one shape, so one writer serves them all.
+const EventSchemaName = "sendgrid_event"
+
+// KnownEventTypes are the SendGrid event types documented today; any other
+// type gets a table of its own, made the first time it is seen.
+var KnownEventTypes = []string{
+	"processed", "dropped", "delivered", "deferred", "bounce", "open", "click",
+	"spamreport", "unsubscribe", "group_unsubscribe", "group_resubscribe", "account_status_change",
+}
+
+// TableName normalises an event type into a table name: lower case, runs of
+// anything but a-z, 0-9 and _ become _, at most 63 bytes; "unknown" when
+// nothing is left.
+func TableName(event string) string {
+	var b strings.Builder
+	under := false
+	for _, r := range strings.ToLower(event) {
+		ok := (r >= 'a' && r <= 'z') || (r >= '0' && r <= '9') || r == '_'
+		if !ok || r == '_' {
+			if !under && b.Len() > 0 {
+				b.WriteByte('_')
+			}
+			under = true
+			continue
+		}
+		b.WriteRune(r)
+		under = false
+	}
+	name := strings.TrimRight(b.String(), "_")
+	if len(name) > 63 {
+		name = strings.TrimRight(name[:63], "_")
+	}
+	if name == "" {
+		return "unknown"
+	}
+	return name
+}
+
+// Meta is what sgload knows about an event besides its JSON.
+type Meta struct {
+	Sequence   int64
+	ReceivedAt int64 // Unix microseconds
+	Node       string
+}
+
+// Event is one parsed event, between EventMapper.Parse and Append.
+type Event struct {
+	Raw   []byte
+	Table string
+	// Time is the event's own time in Unix microseconds (from "timestamp"),
+	// or 0 when it has none that can be read.
+	Time int64
+	// ID is sg_event_id as written (see Keys), nil when absent.
+	ID []byte
+	// Fingerprint identifies the event's content apart from its id.
+	Fingerprint [16]byte
+
+	errs []string
+}
+
+// ErrNotObject is returned for an array element that is not a JSON object.
+var ErrNotObject = errors.New("event is not a JSON object")
+
+// EventMapper maps raw SendGrid events onto the event columns. It reuses
+// its buffers: an Event is valid until the next Parse. One mapper per
+// goroutine.
+type EventMapper struct {
+	p       fastjson.Parser
+	ev      Event
+	fields  []field // the event's members, in order
+	custom  []byte
+	scratch []byte
+	items   [][]byte
+	tables  map[string]string // event type -> table name, cached
+	cols    eventIndexes
+}
+
+type field struct {
+	key []byte
+	f   fieldFunc // nil: goes to custom_args
+	v   *fastjson.Value
+}
+
+type eventIndexes struct {
+	seq, recv, node, custom, fingerprint, raw, errs, event, timestamp, id int
+}
+
+var eventTemplate = EventTable("x")
+
+// NewEventMapper returns a mapper.
+func NewEventMapper() *EventMapper {
+	t := eventTemplate
+	return &EventMapper{tables: map[string]string{}, cols: eventIndexes{
+		seq: t.MustIndex("_sequence"), recv: t.MustIndex("_received_at"), node: t.MustIndex("_node"),
+		custom: t.MustIndex("custom_args"), fingerprint: t.MustIndex("_fingerprint"), raw: t.MustIndex("_raw"),
+		errs: t.MustIndex("_errors"), event: t.MustIndex("event"), timestamp: t.MustIndex("timestamp"),
+		id: t.MustIndex("sg_event_id"),
+	}}
+}
+
+// Parse reads one event (a JSON object, as received).
+func (m *EventMapper) Parse(raw []byte) (*Event, error) {
+	v, err := m.p.ParseBytes(raw)
+	if err != nil {
+		return nil, fmt.Errorf("parse event: %w", err)
+	}
+	obj, err := v.Object()
+	if err != nil {
+		return nil, ErrNotObject
+	}
+	e := &m.ev
+	*e = Event{Raw: raw, Table: "unknown", errs: e.errs[:0]}
+	m.fields = m.fields[:0]
+	obj.Visit(func(key []byte, v *fastjson.Value) {
+		m.fields = append(m.fields, field{key: key, f: eventFieldTable.lookup(key), v: v})
+		switch string(key) {
+		case "event":
+			e.Table = m.tableName(v)
+		case "timestamp":
+			if us, ok := toMicros(v); ok && e.Time == 0 {
+				e.Time = us
+			}
+		}
+	})
+	e.ID, e.Fingerprint = keys(raw, &m.scratch)
+	return e, nil
+}
+
+func (m *EventMapper) tableName(v *fastjson.Value) string {
+	var text []byte
+	if v.Type() == fastjson.TypeString {
+		text = v.GetStringBytes()
+	} else {
+		text = v.MarshalTo(m.scratch[:0])
+	}
+	if t, ok := m.tables[string(text)]; ok {
+		return t
+	}
+	t := TableName(string(text))
+	if len(m.tables) < 1024 {
+		m.tables[string(text)] = t
+	}
+	return t
+}
+
+// Keys returns an event's sg_event_id (the raw bytes of its string value,
+// nil when there is none) and its fingerprint: a hash of the event's bytes
+// without the sg_event_id member, so that a retry carrying the same event
+// under a new id, or none, still matches. It reads raw bytes only, which is
+// what lets flush find duplicates without parsing every event twice, and
+// Parse uses it too, so both always agree. When the member is not written
+// compactly as "sg_event_id":"<id>" the whole event is hashed.
+func Keys(raw []byte) (id []byte, fingerprint [16]byte) {
+	var k KeyReader
+	return k.Keys(raw)
+}
+
+// KeyReader is Keys with a buffer kept between calls (one per goroutine).
+type KeyReader struct{ scratch []byte }
+
+// Keys is the package function Keys.
+func (k *KeyReader) Keys(raw []byte) ([]byte, [16]byte) { return keys(raw, &k.scratch) }
+
+const idMember = `"sg_event_id":"`
+
+// indexIDMember finds idMember. It searches for its tail: bytes.Index is
+// three times faster on a pattern that does not start with a quote, the most
+// common byte in JSON.
+func indexIDMember(raw []byte) int {
+	const tail = `_event_id":"`
+	for off := 0; ; {
+		j := bytes.Index(raw[off:], []byte(tail))
+		if j < 0 {
+			return -1
+		}
+		i := off + j - 3
+		if i >= 0 && string(raw[i:i+3]) == `"sg` {
+			return i
+		}
+		off += j + 1
+	}
+}
+
+func keys(raw []byte, scratch *[]byte) ([]byte, [16]byte) {
+	i := indexIDMember(raw)
+	if i < 0 {
+		return nil, xxh3.Hash128(raw).Bytes()
+	}
+	start := i + len(idMember)
+	end := bytes.IndexByte(raw[start:], '"')
+	if end < 0 || bytes.IndexByte(raw[start:start+end], '\\') >= 0 {
+		return nil, xxh3.Hash128(raw).Bytes()
+	}
+	id := raw[start : start+end]
+	j := start + end + 1
+	// Drop one adjacent comma so {"a":1,"sg_event_id":"x"} and
+	// {"sg_event_id":"y","a":1} both become {"a":1}.
+	if j < len(raw) && raw[j] == ',' {
+		j++
+	} else if i > 0 && raw[i-1] == ',' {
+		i--
+	}
+	*scratch = append(append((*scratch)[:0], raw[:i]...), raw[j:]...)
+	return id, xxh3.Hash128(*scratch).Bytes()
+}
+
+// Append adds e as a row of b.
+func (m *EventMapper) Append(b *Batch, e *Event, meta Meta) {
+	c := m.cols
+	b.Begin()
+	b.SetInt64(c.seq, meta.Sequence)
+	b.SetInt64(c.recv, meta.ReceivedAt)
+	b.SetString(c.node, []byte(meta.Node))
+	m.custom = append(m.custom[:0], '{')
+	for _, fd := range m.fields {
+		if fd.f != nil {
+			fd.f(m, b, e, fd.v)
+			continue
+		}
+		if len(m.custom) > 1 {
+			m.custom = append(m.custom, ',')
+		}
+		m.custom = appendJSONString(m.custom, fd.key)
+		m.custom = append(m.custom, ':')
+		m.custom = fd.v.MarshalTo(m.custom)
+	}
+	if len(m.custom) > 1 {
+		b.SetString(c.custom, append(m.custom, '}'))
+	}
+	var fp [32]byte
+	hex.Encode(fp[:], e.Fingerprint[:])
+	b.SetString(c.fingerprint, fp[:])
+	b.SetString(c.raw, e.Raw)
+	m.items = m.items[:0]
+	for _, s := range e.errs {
+		m.items = append(m.items, []byte(s))
+	}
+	b.SetList(c.errs, m.items)
+	b.End()
+}
+
+// Errors returns the coercion errors of the last Append.
+func (e *Event) Errors() []string { return e.errs }
+
+type fieldFunc func(m *EventMapper, b *Batch, e *Event, v *fastjson.Value)
+
+var (
+	eventFields     = map[string]fieldFunc{}
+	eventFieldTable fieldTable
+)
+
+// fieldTable finds a member's handler without hashing the key through a Go
+// map: a flush looks up every member of every event, and this open-addressing
+// table on a cheap hash is several times faster.
+type fieldTable struct {
+	slots [256]struct {
+		key string
+		f   fieldFunc
+	}
+}
+
+func fieldHash(key []byte) uint8 {
+	h := uint32(len(key)) * 0x9E3779B1
+	for _, c := range key {
+		h = (h ^ uint32(c)) * 0x01000193
+	}
+	return uint8(h ^ h>>8 ^ h>>16)
+}
+
+func (t *fieldTable) add(key string, f fieldFunc) {
+	for i := fieldHash([]byte(key)); ; i++ {
+		if t.slots[i].f == nil {
+			t.slots[i].key, t.slots[i].f = key, f
+			return
+		}
+	}
+}
+
+func (t *fieldTable) lookup(key []byte) fieldFunc {
+	for i := fieldHash(key); ; i++ {
+		s := &t.slots[i]
+		if s.f == nil {
+			return nil
+		}
+		if s.key == string(key) {
+			return s.f
+		}
+	}
+}
+
+func init() {
+	t := eventTemplate
+	for _, c := range t.Columns {
+		if strings.HasPrefix(c.Name, "_") || c.Name == "custom_args" {
+			continue
+		}
+		i := t.MustIndex(c.Name)
+		switch c.Kind {
+		case String:
+			eventFields[c.Name] = stringField(i, c.Name)
+		case Int64:
+			eventFields[c.Name] = intField(i, c.Name)
+		case Bool:
+			eventFields[c.Name] = boolField(i, c.Name)
+		case Timestamp:
+			eventFields[c.Name] = timeField(i, c.Name)
+		case StringList:
+			eventFields[c.Name] = listField(i, c.Name)
+		}
+	}
+	// SendGrid names that differ from the column, and nested objects.
+	eventFields["smtp-id"] = stringField(t.MustIndex("smtp_id"), "smtp-id")
+	eventFields["from"] = stringField(t.MustIndex("from_address"), "from")
+	delete(eventFields, "smtp_id")
+	delete(eventFields, "from_address")
+	delete(eventFields, "url_offset_index")
+	delete(eventFields, "url_offset_type")
+	delete(eventFields, "pool_name")
+	delete(eventFields, "pool_id")
+	eventFields["url_offset"] = objectField("url_offset", map[string]fieldFunc{
+		"index": intField(t.MustIndex("url_offset_index"), "url_offset.index"),
+		"type":  stringField(t.MustIndex("url_offset_type"), "url_offset.type"),
+	})
+	eventFields["pool"] = objectField("pool", map[string]fieldFunc{
+		"name": stringField(t.MustIndex("pool_name"), "pool.name"),
+		"id":   intField(t.MustIndex("pool_id"), "pool.id"),
+	})
+	for k, f := range eventFields {
+		eventFieldTable.add(k, f)
+	}
+}
+
+func (e *Event) fail(field string, v *fastjson.Value, want string) {
+	got := v.String()
+	if len(got) > 80 {
+		got = got[:77] + "..."
+	}
+	e.errs = append(e.errs, fmt.Sprintf("%s: want %s, got %s", field, want, got))
+}
+
+func stringField(col int, name string) fieldFunc {
+	return func(m *EventMapper, b *Batch, e *Event, v *fastjson.Value) {
+		switch v.Type() {
+		case fastjson.TypeNull:
+		case fastjson.TypeString:
+			b.SetString(col, v.GetStringBytes())
+		case fastjson.TypeNumber, fastjson.TypeTrue, fastjson.TypeFalse:
+			// A number where text is expected (status 500) loses nothing.
+			m.scratch = v.MarshalTo(m.scratch[:0])
+			b.SetString(col, m.scratch)
+		default:
+			e.fail(name, v, "a string")
+		}
+	}
+}
+
+func intField(col int, name string) fieldFunc {
+	return func(m *EventMapper, b *Batch, e *Event, v *fastjson.Value) {
+		if v.Type() == fastjson.TypeNull {
+			return
+		}
+		if n, ok := toInt(v); ok {
+			b.SetInt64(col, n)
+			return
+		}
+		e.fail(name, v, "an integer")
+	}
+}
+
+func boolField(col int, name string) fieldFunc {
+	return func(m *EventMapper, b *Batch, e *Event, v *fastjson.Value) {
+		switch v.Type() {
+		case fastjson.TypeNull:
+			return
+		case fastjson.TypeTrue:
+			b.SetBool(col, true)
+			return
+		case fastjson.TypeFalse:
+			b.SetBool(col, false)
+			return
+		}
+		if n, ok := toInt(v); ok && (n == 0 || n == 1) {
+			b.SetBool(col, n == 1)
+			return
+		}
+		if v.Type() == fastjson.TypeString {
+			switch strings.ToLower(string(v.GetStringBytes())) {
+			case "true":
+				b.SetBool(col, true)
+				return
+			case "false":
+				b.SetBool(col, false)
+				return
+			}
+		}
+		e.fail(name, v, "a boolean (true/false, 1/0)")
+	}
+}
+
+func timeField(col int, name string) fieldFunc {
+	return func(m *EventMapper, b *Batch, e *Event, v *fastjson.Value) {
+		if v.Type() == fastjson.TypeNull {
+			return
+		}
+		if n, ok := toInt(v); ok && n == 0 {
+			return // SendGrid's "not set" (send_at 0 on unscheduled sends)
+		}
+		if us, ok := toMicros(v); ok {
+			b.SetInt64(col, us)
+			return
+		}
+		e.fail(name, v, "Unix seconds")
+	}
+}
+
+func listField(col int, name string) fieldFunc {
+	return func(m *EventMapper, b *Batch, e *Event, v *fastjson.Value) {
+		switch v.Type() {
+		case fastjson.TypeNull:
+			return
+		case fastjson.TypeString:
+			m.items = append(m.items[:0], v.GetStringBytes())
+			b.SetList(col, m.items)
+		case fastjson.TypeArray:
+			arr, _ := v.Array()
+			m.items = m.items[:0]
+			for _, it := range arr {
+				switch it.Type() {
+				case fastjson.TypeString:
+					m.items = append(m.items, it.GetStringBytes())
+				case fastjson.TypeNumber, fastjson.TypeTrue, fastjson.TypeFalse:
+					m.items = append(m.items, []byte(it.String()))
+				default:
+					e.fail(name, it, "strings in the list")
+				}
+			}
+			if m.items == nil {
+				m.items = [][]byte{}
+			}
+			b.SetList(col, m.items)
+		case fastjson.TypeNumber:
+			b.SetList(col, [][]byte{[]byte(v.String())})
+		default:
+			e.fail(name, v, "a string or a list of strings")
+		}
+	}
+}
+
+func objectField(name string, fields map[string]fieldFunc) fieldFunc {
+	return func(m *EventMapper, b *Batch, e *Event, v *fastjson.Value) {
+		switch v.Type() {
+		case fastjson.TypeNull:
+			return
+		case fastjson.TypeObject:
+		default:
+			e.fail(name, v, "an object")
+			return
+		}
+		o, _ := v.Object()
+		o.Visit(func(key []byte, sub *fastjson.Value) {
+			if f, ok := fields[string(key)]; ok {
+				f(m, b, e, sub)
+			}
+		})
+	}
+}
+
+// toInt reads an integer from a number or a numeric string.
+func toInt(v *fastjson.Value) (int64, bool) {
+	switch v.Type() {
+	case fastjson.TypeNumber:
+		if n, err := v.Int64(); err == nil {
+			return n, true
+		}
+		f, err := v.Float64()
+		if err == nil && f == math.Trunc(f) && math.Abs(f) < 1<<62 {
+			return int64(f), true
+		}
+	case fastjson.TypeString:
+		s := strings.TrimSpace(string(v.GetStringBytes()))
+		if n, err := strconv.ParseInt(s, 10, 64); err == nil {
+			return n, true
+		}
+		f, err := strconv.ParseFloat(s, 64)
+		if err == nil && f == math.Trunc(f) && math.Abs(f) < 1<<62 {
+			return int64(f), true
+		}
+	}
+	return 0, false
+}
+
+// toMicros reads a Unix time: seconds normally, but SendGrid's own examples
+// also show milliseconds; values too large to be seconds are taken as ms,
+// µs or ns. Numeric strings and fractional seconds are accepted.
+func toMicros(v *fastjson.Value) (int64, bool) {
+	var f float64
+	switch v.Type() {
+	case fastjson.TypeNumber:
+		if n, err := v.Int64(); err == nil {
+			return scaleMicros(n), n > 0
+		}
+		var err error
+		if f, err = v.Float64(); err != nil {
+			return 0, false
+		}
+	case fastjson.TypeString:
+		s := strings.TrimSpace(string(v.GetStringBytes()))
+		if n, err := strconv.ParseInt(s, 10, 64); err == nil {
+			return scaleMicros(n), n > 0
+		}
+		var err error
+		if f, err = strconv.ParseFloat(s, 64); err != nil {
+			if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+				return t.UnixMicro(), true
+			}
+			return 0, false
+		}
+	default:
+		return 0, false
+	}
+	if f <= 0 || math.IsInf(f, 0) || math.IsNaN(f) || f >= 1e11 {
+		if f >= 1e11 && f < 9e18 {
+			return scaleMicros(int64(f)), true
+		}
+		return 0, false
+	}
+	return int64(math.Round(f * 1e6)), true
+}
+
+func scaleMicros(n int64) int64 {
+	switch {
+	case n >= 1e17: // nanoseconds
+		return n / 1000
+	case n >= 1e14: // microseconds
+		return n
+	case n >= 1e11: // milliseconds (1e11 s is the year 5138)
+		return n * 1000
+	default:
+		return n * 1e6
+	}
+}
+
+// appendJSONString appends s as a JSON string.
+func appendJSONString(dst, s []byte) []byte {
+	dst = append(dst, '"')
+	for _, c := range s {
+		switch {
+		case c == '"' || c == '\\':
+			dst = append(dst, '\\', c)
+		case c < 0x20:
+			dst = append(dst, fmt.Sprintf(`\u%04x`, c)...)
+		default:
+			dst = append(dst, c)
+		}
+	}
+	return append(dst, '"')
+}
