@@ -111,7 +111,7 @@ func checkBucket(t *testing.T, b *testbucket.Bucket, prefix, spoolRoot string, w
 	src := fmt.Sprintf("read_parquet('%s', hive_partitioning = true, filename = true)", glob)
 	got := map[string]int64{}
 	var total int64
-	for _, r := range duckcheck.Rows(t, db, "SELECT regexp_extract(filename, 'events/([^/]+)/dt=', 1) AS t, count(*) FROM "+src+" GROUP BY 1") {
+	for _, r := range duckcheck.Rows(t, db, "SELECT event_type, count(*) FROM "+src+" GROUP BY 1") {
 		got[r[0].(string)] = r[1].(int64)
 		total += r[1].(int64)
 	}
@@ -130,8 +130,8 @@ func checkBucket(t *testing.T, b *testbucket.Bucket, prefix, spoolRoot string, w
 		t.Errorf("%d distinct sg_event_ids, want %d", ids, len(want.ids))
 	}
 	// Partition keys live in the path only (BigQuery refuses them twice).
-	if n := duckcheck.Int(t, db, fmt.Sprintf("SELECT count(*) FROM (DESCRIBE SELECT * FROM read_parquet('%s', hive_partitioning = false)) WHERE column_name = 'dt'", glob)); n != 0 {
-		t.Error("files carry the dt partition column")
+	if n := duckcheck.Int(t, db, fmt.Sprintf("SELECT count(*) FROM (DESCRIBE SELECT * FROM read_parquet('%s', hive_partitioning = false)) WHERE column_name IN ('dt', 'event_type')", glob)); n != 0 {
+		t.Error("files carry a partition column")
 	}
 	if want.ids["drift-03"] {
 		if n := duckcheck.Int(t, db, "SELECT attempt FROM "+src+" WHERE sg_event_id = 'drift-03'"); n != 5 {

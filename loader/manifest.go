@@ -79,6 +79,12 @@ type Duplicates struct {
 // Total is all duplicates dropped.
 func (d Duplicates) Total() int64 { return d.InPlan + d.InHistory }
 
+// PartitionKey names the event table in object paths
+// (events/event_type=open/dt=2026-01-01/…): as a hive partition key, it lets
+// one external table in BigQuery, Snowflake or DuckDB cover every event
+// type, including types that appear later. It is not a column in the files.
+const PartitionKey = "event_type"
+
 // Keys under the bucket prefix.
 const (
 	eventsDir    = "events"
@@ -96,7 +102,7 @@ func manifestKey(prefix, node, plan string) string {
 }
 
 func objectKey(prefix, table, date, node, plan string, n int) string {
-	return joinKey(prefix, eventsDir, table, "dt="+date, fmt.Sprintf("part-%s-%s-%04d.parquet", node, plan, n))
+	return joinKey(prefix, eventsDir, PartitionKey+"="+table, "dt="+date, fmt.Sprintf("part-%s-%s-%04d.parquet", node, plan, n))
 }
 
 func readManifest(ctx context.Context, b *blob.Bucket, key string) (*Manifest, error) {

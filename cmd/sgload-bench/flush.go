@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
-	"syscall"
 	"time"
 
 	_ "github.com/duckdb/duckdb-go/v2"
@@ -56,18 +55,54 @@ type run struct {
 	err     error
 }
 
+// measure runs cmd and reports its time and peak RSS. The peak is read from
+// /proc/<pid>/status (VmHWM) while it runs: wait4's ru_maxrss would count
+// this harness's own memory, which the child shares until exec.
 func measure(name string, out string, cmd *exec.Cmd) run {
 	r := run{name: name}
 	cmd.Stderr = os.Stderr
 	start := time.Now()
-	r.err = cmd.Run()
-	r.elapsed = time.Since(start)
-	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-		r.maxRSS = ru.Maxrss * 1024
+	if r.err = cmd.Start(); r.err != nil {
+		return r
 	}
+	done, peak := make(chan struct{}), make(chan int64)
+	go func() {
+		status := fmt.Sprintf("/proc/%d/status", cmd.Process.Pid)
+		var max int64
+		for {
+			if hwm := vmHWM(status); hwm > max {
+				max = hwm
+			}
+			select {
+			case <-done:
+				peak <- max
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}()
+	r.err = cmd.Wait()
+	close(done)
+	r.maxRSS = <-peak
+	r.elapsed = time.Since(start)
 	r.out = dirSize(out)
 	return r
 }
+
+func vmHWM(path string) int64 {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0
+	}
+	m := hwmRE.FindSubmatch(b)
+	if m == nil {
+		return 0
+	}
+	kb, _ := strconv.ParseInt(string(m[1]), 10, 64)
+	return kb * 1024
+}
+
+var hwmRE = regexp.MustCompile(`VmHWM:\s+(\d+) kB`)
 
 func dirSize(dir string) int64 {
 	var n int64
