@@ -147,3 +147,25 @@ func listManifests(ctx context.Context, b *blob.Bucket, prefix string) ([]string
 	sort.Strings(keys)
 	return keys, nil
 }
+
+// EventTypes lists the event tables present under prefix (the
+// event_type=<table> folders), so new types get views too.
+func EventTypes(ctx context.Context, b *blob.Bucket, prefix string) ([]string, error) {
+	base := joinKey(prefix, eventsDir) + "/"
+	var types []string
+	it := b.List(&blob.ListOptions{Prefix: base, Delimiter: "/"})
+	for {
+		obj, err := it.Next(ctx)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("list event tables: %w", err)
+		}
+		name := strings.TrimSuffix(strings.TrimPrefix(obj.Key, base), "/")
+		if t, ok := strings.CutPrefix(name, PartitionKey+"="); ok && obj.IsDir {
+			types = append(types, t)
+		}
+	}
+	return types, nil
+}

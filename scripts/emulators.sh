@@ -13,6 +13,7 @@ VERSITYGW_VERSION=v1.8.0   # github.com/versity/versitygw (maintained; MinIO's r
 FAKE_GCS_VERSION=v1.56.1   # github.com/fsouza/fake-gcs-server
 AZURITE_VERSION=3.35.0     # newest azurite whose engines allow node 20
 PRISM_VERSION=5.14.2       # newest @stoplight/prism-cli whose engines allow node 20
+SQLPARSER_VERSION=5.4.0    # node-sql-parser: third-party BigQuery/Snowflake parser for the sqlviews tests
 
 TOOLS=${SGLOAD_TOOLS:-$HOME/.cache/sgload-tools}
 EMU_DIR=${EMU_DIR:-/tmp/sgload-emu}
@@ -49,7 +50,8 @@ install_all() {
   # npm installs are network-bound: run them beside the CPU-bound go builds.
   local npm_log="$EMU_DIR/npm-install.log"
   mkdir -p "$EMU_DIR"
-  ( install_npm azurite "$AZURITE_VERSION" && install_npm @stoplight/prism-cli "$PRISM_VERSION" ) >/dev/null 2>"$npm_log" &
+  ( install_npm azurite "$AZURITE_VERSION" && install_npm @stoplight/prism-cli "$PRISM_VERSION" &&
+    install_npm node-sql-parser "$SQLPARSER_VERSION" ) >/dev/null 2>"$npm_log" &
   local npm_pid=$!
   install_go versitygw github.com/versity/versitygw/cmd/versitygw "$VERSITYGW_VERSION" >/dev/null
   install_go fake-gcs-server github.com/fsouza/fake-gcs-server "$FAKE_GCS_VERSION" >/dev/null
@@ -78,11 +80,12 @@ wait_http() { # name url code-regex [timeout-s]
 up() {
   down >/dev/null 2>&1 || true
   install_all
-  local vgw gcs azurite prism
+  local vgw gcs azurite prism sqlparser
   vgw=$(install_go versitygw github.com/versity/versitygw/cmd/versitygw "$VERSITYGW_VERSION")
   gcs=$(install_go fake-gcs-server github.com/fsouza/fake-gcs-server "$FAKE_GCS_VERSION")
   azurite=$(install_npm azurite "$AZURITE_VERSION")
   prism=$(install_npm @stoplight/prism-cli "$PRISM_VERSION")
+  sqlparser=$(install_npm node-sql-parser "$SQLPARSER_VERSION")
 
   rm -rf "$EMU_DIR/s3-data" "$EMU_DIR/s3-iam" && mkdir -p "$EMU_DIR/s3-data" "$EMU_DIR/s3-iam"
   start s3 env ROOT_ACCESS_KEY_ID=$S3_KEY ROOT_SECRET_ACCESS_KEY=$S3_SECRET \
@@ -113,6 +116,7 @@ export STORAGE_EMULATOR_HOST=127.0.0.1:$GCS_PORT
 export AZURE_STORAGE_ACCOUNT=devstoreaccount1 AZURE_STORAGE_KEY='$AZ_KEY'
 export SGLOAD_TEST_S3_ENDPOINT=http://127.0.0.1:$S3_PORT
 export SGLOAD_TEST_VERSITYGW=$vgw
+export SGLOAD_TEST_NODE_PATH=$sqlparser/node_modules
 export SGLOAD_TEST_GCS_ENDPOINT=127.0.0.1:$GCS_PORT
 export SGLOAD_TEST_AZURE_ENDPOINT=127.0.0.1:$AZ_PORT
 export SGLOAD_TEST_PRISM='${prism_urls% }'

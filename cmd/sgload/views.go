@@ -1,0 +1,83 @@
+package main
+
+import (
+	"errors"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/sgload/sgload/loader"
+	"github.com/sgload/sgload/sqlviews"
+)
+
+func viewsCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "views",
+		Usage: "print the SQL that puts warehouse tables and views over a bucket flush wrote",
+		Description: "Prints complete, runnable SQL for DuckDB, BigQuery or Snowflake: external tables (or\n" +
+			"read_parquet views) with the declared column types, a deduplicated view per event type,\n" +
+			"activity (every event type, with Segment Spec names) and the latest state of each object\n" +
+			"collection. docs/warehouses/ has a page per warehouse. Credentials are never printed.",
+		OnUsageError: onUsageError,
+		Flags: append(bucketFlags(),
+			&cli.StringFlag{Name: "dialect", EnvVars: []string{"SGLOAD_DIALECT"}, Usage: "duckdb, bigquery or snowflake"},
+			&cli.StringFlag{Name: "schema", Aliases: []string{"dataset"}, Value: "sendgrid", EnvVars: []string{"SGLOAD_SCHEMA"},
+				Usage: "BigQuery dataset (project.dataset), Snowflake schema (database.schema) or DuckDB schema to create"},
+			&cli.StringSliceFlag{Name: "event-type", EnvVars: []string{"SGLOAD_EVENT_TYPES"},
+				Usage: "an event type to give a view, besides SendGrid's documented ones and those found in the bucket"},
+			&cli.BoolFlag{Name: "no-discover", EnvVars: []string{"SGLOAD_NO_DISCOVER"},
+				Usage: "do not list the bucket for event types (when this machine has no access to it)"},
+			&cli.StringFlag{Name: "connection", EnvVars: []string{"SGLOAD_BQ_CONNECTION"},
+				Usage: "BigQuery: connection for s3:// and azblob:// buckets (BigQuery Omni)"},
+			&cli.StringFlag{Name: "storage-integration", Value: "sgload_integration", EnvVars: []string{"SGLOAD_SF_STORAGE_INTEGRATION"},
+				Usage: "Snowflake: storage integration for the stage"},
+			&cli.BoolFlag{Name: "auto-refresh", EnvVars: []string{"SGLOAD_SF_AUTO_REFRESH"},
+				Usage: "Snowflake: AUTO_REFRESH = TRUE on the external tables (needs event notifications)"},
+			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, EnvVars: []string{"SGLOAD_OUTPUT"},
+				Usage: "write the SQL to this file instead of stdout"},
+		),
+		Action: runViews,
+	}
+}
+
+func runViews(c *cli.Context) error {
+	dialect := sqlviews.Dialect(c.String("dialect"))
+	if dialect == "" {
+		return usageError(errors.New("--dialect is required"), "use --dialect duckdb, bigquery or snowflake")
+	}
+	if c.String("bucket") == "" {
+		return usageError(errors.New("--bucket is required"), "the bucket URL flush writes to")
+	}
+	o := sqlviews.Options{
+		Dialect: dialect, Bucket: c.String("bucket"), Prefix: strings.Trim(c.String("prefix"), "/"),
+		Schema: c.String("schema"), EventTypes: c.StringSlice("event-type"), Connection: c.String("connection"),
+		StorageIntegration: c.String("storage-integration"), AutoRefresh: c.Bool("auto-refresh"),
+	}
+	if !c.Bool("no-discover") {
+		b, err := openBucket(c.Context, c)
+		if err != nil {
+			return err
+		}
+		types, err := loader.EventTypes(c.Context, b.Bucket, o.Prefix)
+		b.Close()
+		if err != nil {
+			return failure(err, "pass --no-discover to write the SQL without listing the bucket")
+		}
+		o.EventTypes = append(o.EventTypes, types...)
+	}
+	var w io.Writer = c.App.Writer
+	if p := c.String("output"); p != "" {
+		f, err := os.Create(p)
+		if err != nil {
+			return failure(err, "")
+		}
+		defer f.Close()
+		w = f
+	}
+	if err := sqlviews.Write(w, o); err != nil {
+		return usageError(err, "see sgload views --help")
+	}
+	return nil
+}
