@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/sgload/sgload/internal/jsonarray"
 	"github.com/sgload/sgload/parquetfile"
 	"github.com/sgload/sgload/schema"
 	"github.com/sgload/sgload/spool"
@@ -31,16 +32,54 @@ import (
 // depends on the data and W (kept in the plan) only, never on timing, so a
 // redo writes the same objects.
 
+// partKey is a partition: an event table or an object collection, and a day.
 type partKey struct {
+	kind  uint8 // eventKind or objectKind
 	table string
 	day   int32
 }
 
+const (
+	eventKind uint8 = iota
+	objectKind
+)
+
 func lessKey(a, b partKey) bool {
+	if a.kind != b.kind {
+		return a.kind < b.kind
+	}
 	if a.table != b.table {
 		return a.table < b.table
 	}
 	return a.day < b.day
+}
+
+func (k partKey) kindName() string {
+	if k.kind == objectKind {
+		return objectsDir
+	}
+	return eventsDir
+}
+
+// tables caches each partition's table (a collection's is built on demand).
+var tables sync.Map // partKey without day -> *schema.Table
+
+func tableOf(k partKey) *schema.Table {
+	key := partKey{kind: k.kind, table: k.table}
+	if t, ok := tables.Load(key); ok {
+		return t.(*schema.Table)
+	}
+	var t *schema.Table
+	switch {
+	case k.kind == eventKind:
+		t = schema.EventTable(k.table)
+	case k.table == schema.Snapshots.Name:
+		t = schema.Snapshots.Table()
+	default:
+		t = schema.Collections[k.table].Table()
+	}
+	tables.Store(key, t)
+	return t
 }
 
 // rows is a mapper's rows of one partition, not yet encoded.
@@ -145,10 +184,12 @@ func (f *flusher) convert(ctx context.Context, p *Plan, keys *keyResult) (*Manif
 			e := &encoder{}
 			for job := range c.encodes {
 				err := c.encode(e, job)
-				job.batch.Reset()
-				select {
-				case job.done <- job.batch:
-				default: // the mapper keeps enough; drop this one
+				if job.key.kind == eventKind { // event batches share one shape and are reused
+					job.batch.Reset()
+					select {
+					case job.done <- job.batch:
+					default: // the mapper keeps enough; drop this one
+					}
 				}
 				<-c.flight
 				if err != nil {
@@ -176,6 +217,7 @@ func (f *flusher) convert(ctx context.Context, p *Plan, keys *keyResult) (*Manif
 // mapper turns its share of the records into row groups.
 func (c *converter) mapper(ctx context.Context, w, workers int, in <-chan item) error {
 	m := schema.NewEventMapper()
+	objMappers := map[string]*schema.ObjectMapper{}
 	parts := map[partKey]*rows{}
 	free := make(chan *schema.Batch, 2)
 	budget := c.f.opts.MemoryBytes / int64(workers)
@@ -219,6 +261,16 @@ func (c *converter) mapper(ctx context.Context, w, workers int, in <-chan item) 
 			continue
 		}
 		rec := it.rec
+		if coll := spool.ObjectCollection(c.plan.Segments[it.seg].Path); coll != "" {
+			n, errs, err := c.mapObjects(objMappers, coll, rec, parts, func(r *rows) error { return submit(r) }, &held)
+			if err != nil {
+				return err
+			}
+			nevents += int64(n)
+			errorRows += int64(errs)
+			c.done(rec)
+			continue
+		}
 		nevents += int64(rec.Events)
 		evs, ok := events(rec)
 		if !ok {
@@ -254,7 +306,7 @@ func (c *converter) mapper(ctx context.Context, w, workers int, in <-chan item) 
 				default:
 					r.batch = schema.NewBatch(schema.EventTable(k.table))
 				}
-				r.batch.Table = schema.EventTable(k.table)
+				r.batch.Table = tableOf(k)
 			}
 			before := r.batch.Bytes()
 			m.Append(r.batch, e, schema.Meta{Sequence: rec.Sequence + int64(i), ReceivedAt: recv, Node: rec.Node})
@@ -322,15 +374,16 @@ func (c *converter) quarantine(kind, reason, path string, data []byte, rec *spoo
 	return nil
 }
 
-// encoder is one encoding goroutine's reusable state.
+// encoder is one encoding goroutine's reusable state: a writer per table
+// shape (all event tables share one).
 type encoder struct {
-	chunkW *parquetfile.Writer
-	bw     *bufio.Writer
+	writers map[string]*parquetfile.Writer
+	bw      *bufio.Writer
 }
 
 // encode writes one row group as a chunk file.
 func (c *converter) encode(e *encoder, job encodeJob) error {
-	path := filepath.Join(c.workDir, fmt.Sprintf("%s.%s.%03d.%06d.chunk", job.key.table, dayString(job.key.day), job.mapper, job.n))
+	path := filepath.Join(c.workDir, fmt.Sprintf("%s.%s.%s.%03d.%06d.chunk", job.key.kindName(), job.key.table, dayString(job.key.day), job.mapper, job.n))
 	f, err := os.Create(path)
 	if err != nil {
 		return fmt.Errorf("work file: %w", err)
@@ -340,14 +393,23 @@ func (c *converter) encode(e *encoder, job encodeJob) error {
 		e.bw = bufio.NewWriterSize(nil, 256<<10)
 	}
 	e.bw.Reset(io.MultiWriter(f, cw))
-	if e.chunkW == nil {
-		e.chunkW = parquetfile.NewWriter(e.bw, schema.EventTable(job.key.table), parquetfile.Options{})
-	} else {
-		e.chunkW.Reset(e.bw)
+	shape := job.key.table
+	if job.key.kind == eventKind {
+		shape = schema.EventSchemaName
 	}
-	err = e.chunkW.WriteRowGroup(job.batch)
+	if e.writers == nil {
+		e.writers = map[string]*parquetfile.Writer{}
+	}
+	w := e.writers[shape]
+	if w == nil {
+		w = parquetfile.NewWriter(e.bw, tableOf(job.key), parquetfile.Options{})
+		e.writers[shape] = w
+	} else {
+		w.Reset(e.bw)
+	}
+	err = w.WriteRowGroup(job.batch)
 	if err == nil {
-		err = e.chunkW.Close()
+		err = w.Close()
 	}
 	if err == nil {
 		err = e.bw.Flush()
@@ -424,8 +486,8 @@ func (c *converter) assembleAll(ctx context.Context) error {
 // assemble copies chunks into the partition's file number n.
 func (c *converter) assemble(k partKey, n int, chunks []chunk) (*workFile, error) {
 	date := dayString(k.day)
-	key := objectKey(c.f.opts.Prefix, k.table, date, c.plan.Node, c.plan.ID, n)
-	path := filepath.Join(c.workDir, fmt.Sprintf("%s.%s.%04d.parquet", k.table, date, n))
+	key := objectKey(c.f.opts.Prefix, k, date, c.plan.Node, c.plan.ID, n)
+	path := filepath.Join(c.workDir, fmt.Sprintf("%s.%s.%s.%04d.parquet", k.kindName(), k.table, date, n))
 	f, err := os.Create(path)
 	if err != nil {
 		return nil, fmt.Errorf("work file: %w", err)
@@ -433,10 +495,10 @@ func (c *converter) assemble(k partKey, n int, chunks []chunk) (*workFile, error
 	defer f.Close()
 	sum, count := md5.New(), &countWriter{}
 	bw := bufio.NewWriterSize(io.MultiWriter(f, sum, count), 256<<10)
-	w := parquetfile.NewWriter(bw, schema.EventTable(k.table), parquetfile.Options{
+	w := parquetfile.NewWriter(bw, tableOf(k), parquetfile.Options{
 		KeyValue: map[string]string{"sgload.plan": c.plan.ID, "sgload.node": c.plan.Node},
 	})
-	wf := &workFile{File: File{Key: key, Table: k.table, Date: date}, path: path}
+	wf := &workFile{File: File{Key: key, Kind: k.kindName(), Table: k.table, Date: date}, path: path}
 	for i, ch := range chunks {
 		rows, err := w.CopyRowGroups(ch.path)
 		if err != nil {
@@ -487,4 +549,63 @@ func (c *converter) manifest() *Manifest {
 		m.MaxSequence = max(m.MaxSequence, f.MaxSequence)
 	}
 	return m
+}
+
+// mapObjects turns one snapshot record into rows of its collection (or, for
+// the record that closes a snapshot, a row of sync_snapshots). Object rows
+// are partitioned by the day of the sync.
+func (c *converter) mapObjects(mappers map[string]*schema.ObjectMapper, coll string, rec *spool.Record,
+	parts map[partKey]*rows, submit func(*rows) error, held *int64) (n, errRows int, err error) {
+	table := coll
+	if rec.Header[spool.HeaderSnapshot] == "complete" {
+		table = schema.Snapshots.Name
+	}
+	m := mappers[table]
+	if m == nil {
+		col := schema.Collections[table]
+		if table == schema.Snapshots.Name {
+			col = schema.Snapshots
+		}
+		if col == nil {
+			return 0, 0, fmt.Errorf("segment of unknown collection %q", table)
+		}
+		m = schema.NewObjectMapper(col)
+		mappers[table] = m
+	}
+	k := partKey{kind: objectKind, table: table, day: eventDay(0, rec)}
+	r := parts[k]
+	if r == nil {
+		r = &rows{key: k}
+		parts[k] = r
+	}
+	if r.batch == nil {
+		r.batch = schema.NewBatch(m.Table())
+	}
+	meta := schema.ObjectMeta{SyncID: rec.Header[spool.HeaderSyncID], SyncedAt: rec.ReceivedAt.UnixMicro(), Node: rec.Node}
+	i := 0
+	var mapErr error
+	jsonarray.Objects(rec.Body, func(obj []byte) bool {
+		meta.Sequence = rec.Sequence + int64(i)
+		i++
+		before := r.batch.Bytes()
+		errs, err := m.Append(r.batch, obj, meta)
+		if err != nil {
+			mapErr = err
+			return false
+		}
+		*held += int64(r.batch.Bytes() - before)
+		if len(errs) > 0 {
+			errRows++
+		}
+		return true
+	})
+	if mapErr != nil {
+		return 0, 0, mapErr
+	}
+	if int64(r.batch.Bytes()) >= c.f.opts.RowGroupBytes {
+		if err := submit(r); err != nil {
+			return 0, 0, err
+		}
+	}
+	return i, errRows, nil
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/sgload/sgload/dedupe"
 	"github.com/sgload/sgload/schema"
+	"github.com/sgload/sgload/spool"
 )
 
 // keyResult is pass 1's outcome for a plan.
@@ -51,7 +52,9 @@ func (f *flusher) resolveKeys(ctx context.Context, p *Plan) (*keyResult, error) 
 				if it.rec == nil {
 					continue
 				}
-				if evs, ok := events(it.rec); ok {
+				if spool.ObjectCollection(p.Segments[it.seg].Path) != "" {
+					// Object rows are versions, not events: never duplicates.
+				} else if evs, ok := events(it.rec); ok {
 					for i, raw := range evs {
 						if id, fp := kr.Keys(raw); id != nil {
 							local.Add(it.base+i, dedupe.IDKey(id), dedupe.Key(fp))

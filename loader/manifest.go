@@ -53,7 +53,9 @@ type ManifestSegment struct {
 
 // File is one Parquet object.
 type File struct {
-	Key         string `json:"key"`
+	Key string `json:"key"`
+	// Kind is "events" or "objects".
+	Kind        string `json:"kind"`
 	Table       string `json:"table"`
 	Date        string `json:"dt"`
 	Rows        int64  `json:"rows"`
@@ -88,6 +90,7 @@ const PartitionKey = "event_type"
 // Keys under the bucket prefix.
 const (
 	eventsDir    = "events"
+	objectsDir   = "objects"
 	metaDir      = "_sgload"
 	manifestsDir = "_sgload/manifests"
 )
@@ -101,8 +104,12 @@ func manifestKey(prefix, node, plan string) string {
 	return joinKey(prefix, manifestsDir, node, plan+".json")
 }
 
-func objectKey(prefix, table, date, node, plan string, n int) string {
-	return joinKey(prefix, eventsDir, PartitionKey+"="+table, "dt="+date, fmt.Sprintf("part-%s-%s-%04d.parquet", node, plan, n))
+func objectKey(prefix string, k partKey, date, node, plan string, n int) string {
+	name := fmt.Sprintf("part-%s-%s-%04d.parquet", node, plan, n)
+	if k.kind == objectKind {
+		return joinKey(prefix, objectsDir, k.table, "dt="+date, name)
+	}
+	return joinKey(prefix, eventsDir, PartitionKey+"="+k.table, "dt="+date, name)
 }
 
 func readManifest(ctx context.Context, b *blob.Bucket, key string) (*Manifest, error) {
@@ -168,4 +175,24 @@ func EventTypes(ctx context.Context, b *blob.Bucket, prefix string) ([]string, e
 		}
 	}
 	return types, nil
+}
+
+// ObjectCollections lists the object collections present under prefix.
+func ObjectCollections(ctx context.Context, b *blob.Bucket, prefix string) ([]string, error) {
+	base := joinKey(prefix, objectsDir) + "/"
+	colls := []string{}
+	it := b.List(&blob.ListOptions{Prefix: base, Delimiter: "/"})
+	for {
+		obj, err := it.Next(ctx)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("list object collections: %w", err)
+		}
+		if name := strings.TrimSuffix(strings.TrimPrefix(obj.Key, base), "/"); obj.IsDir && name != "sync_snapshots" {
+			colls = append(colls, name)
+		}
+	}
+	return colls, nil
 }

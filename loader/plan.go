@@ -134,9 +134,30 @@ func (j journal) remove(id string) error {
 	return durable.SyncDir(j.dir)
 }
 
+// sealed lists every sealed segment, events and object snapshots, oldest
+// sequence first.
+func sealed(l spool.Layout) ([]spool.Segment, error) {
+	segs, err := spool.ListSegments(l.Events(), spool.SealedSuffix)
+	if err != nil {
+		return nil, err
+	}
+	objs, err := spool.ListObjectSegments(l)
+	if err != nil {
+		return nil, err
+	}
+	segs = append(segs, objs...)
+	sort.SliceStable(segs, func(i, j int) bool {
+		if segs[i].FirstSeq != segs[j].FirstSeq {
+			return segs[i].FirstSeq < segs[j].FirstSeq
+		}
+		return segs[i].Path < segs[j].Path
+	})
+	return segs, nil
+}
+
 // nextPlan picks the oldest sealed segments, up to maxBytes (at least one).
 func nextPlan(l spool.Layout, node string, maxBytes int64, workers int, now time.Time) (*Plan, error) {
-	segs, err := spool.ListSegments(l.Events(), spool.SealedSuffix)
+	segs, err := sealed(l)
 	if err != nil {
 		return nil, err
 	}
@@ -158,7 +179,7 @@ func nextPlan(l spool.Layout, node string, maxBytes int64, workers int, now time
 
 // backlog sums the sealed segments waiting for flush.
 func backlog(l spool.Layout) (segments int, bytes int64, err error) {
-	segs, err := spool.ListSegments(l.Events(), spool.SealedSuffix)
+	segs, err := sealed(l)
 	for _, s := range segs {
 		segments++
 		bytes += s.Size

@@ -94,17 +94,19 @@ func Verify(ctx context.Context, o VerifyOptions) (*VerifyReport, error) {
 	}
 	// Every Parquet object must belong to a manifest: anything else would be
 	// read twice by a warehouse that globs the folders.
-	it := o.Bucket.List(&blob.ListOptions{Prefix: joinKey(o.Prefix, eventsDir) + "/"})
-	for {
-		obj, err := it.Next(ctx)
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return nil, fmt.Errorf("list objects: %w", err)
-		}
-		if _, ok := owner[obj.Key]; !ok && !obj.IsDir {
-			rep.problem("object %s is in no manifest (left by an uncommitted flush?)", obj.Key)
+	for _, dir := range []string{eventsDir, objectsDir} {
+		it := o.Bucket.List(&blob.ListOptions{Prefix: joinKey(o.Prefix, dir) + "/"})
+		for {
+			obj, err := it.Next(ctx)
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				return nil, fmt.Errorf("list objects: %w", err)
+			}
+			if _, ok := owner[obj.Key]; !ok && !obj.IsDir {
+				rep.problem("object %s is in no manifest (left by an uncommitted flush?)", obj.Key)
+			}
 		}
 	}
 	if o.Spool != "" {

@@ -597,8 +597,10 @@ func toMicros(v *fastjson.Value) (int64, bool) {
 		}
 		var err error
 		if f, err = strconv.ParseFloat(s, 64); err != nil {
-			if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
-				return t.UnixMicro(), true
+			for _, layout := range []string{time.RFC3339Nano, "2006-01-02 15:04:05", "2006-01-02T15:04:05", "2006-01-02"} {
+				if t, err := time.Parse(layout, s); err == nil {
+					return t.UnixMicro(), true
+				}
 			}
 			return 0, false
 		}

@@ -81,3 +81,28 @@ OPTIONS (
 }
 
 func (bigquery) rawStar() string { return "*" }
+
+func (b bigquery) rawObjects(g *gen, t *schema.Table, name string) ([]stmt, error) {
+	files, err := b.uri(g.loc, under(g.o.Prefix, "objects", t.Name, "*"))
+	if err != nil {
+		return nil, err
+	}
+	prefix, _ := b.uri(g.loc, under(g.o.Prefix, "objects", t.Name))
+	conn := ""
+	if g.o.Connection != "" {
+		conn = "\nWITH CONNECTION `" + g.o.Connection + "`"
+	}
+	return []stmt{{sql: fmt.Sprintf(`CREATE OR REPLACE EXTERNAL TABLE %s (
+%s
+)
+WITH PARTITION COLUMNS (
+  dt DATE
+)%s
+OPTIONS (
+  format = 'PARQUET',
+  uris = ['%s'],
+  hive_partition_uri_prefix = '%s',
+  require_hive_partition_filter = FALSE,
+  enable_list_inference = TRUE
+)`, b.table(g, name), strings.Join(columnDefs(b, t.Columns), ",\n"), conn, files, prefix)}}, nil
+}

@@ -87,3 +87,14 @@ func (d duckdb) rawEvents(g *gen) ([]stmt, error) {
 }
 
 func (duckdb) rawStar() string { return "*" }
+
+func (d duckdb) rawObjects(g *gen, t *schema.Table, name string) ([]stmt, error) {
+	var cols []string
+	for _, c := range t.Columns {
+		cols = append(cols, fmt.Sprintf("  CAST(%s AS %s) AS %s", d.ident(c.Name), d.typ(c.Kind), d.ident(c.Name)))
+	}
+	cols = append(cols, "  CAST(dt AS DATE) AS dt")
+	glob := d.url(g.loc, under(g.o.Prefix, "objects", t.Name, "*", "*.parquet"))
+	return []stmt{{sql: fmt.Sprintf("CREATE OR REPLACE VIEW %s AS\nSELECT\n%s\nFROM read_parquet('%s', hive_partitioning = true, hive_types = {'dt': DATE})",
+		d.table(g, name), strings.Join(cols, ",\n"), glob)}}, nil
+}

@@ -84,3 +84,20 @@ func (s snowflake) rawEvents(g *gen) ([]stmt, error) {
 // rawStar leaves out VALUE, the whole row as a VARIANT, which every
 // external table has.
 func (snowflake) rawStar() string { return "* EXCLUDE (VALUE)" }
+
+func (s snowflake) rawObjects(g *gen, t *schema.Table, name string) ([]stmt, error) {
+	cols := []string{"  dt DATE AS (TO_DATE(SPLIT_PART(SPLIT_PART(METADATA$FILENAME, '/dt=', 2), '/', 1)))"}
+	for _, c := range t.Columns {
+		cols = append(cols, fmt.Sprintf("  %s %s AS (VALUE:\"%s\"::%s)", c.Name, s.typ(c.Kind), c.Name, s.typ(c.Kind)))
+	}
+	refresh := "FALSE"
+	if g.o.AutoRefresh {
+		refresh = "TRUE"
+	}
+	tbl := s.table(g, name)
+	return []stmt{
+		{sql: fmt.Sprintf("CREATE OR REPLACE EXTERNAL TABLE %s (\n%s\n)\nPARTITION BY (dt)\nLOCATION = @%s/objects/%s/\nFILE_FORMAT = (TYPE = PARQUET)\nAUTO_REFRESH = %s",
+			tbl, strings.Join(cols, ",\n"), s.table(g, "sgload_stage"), t.Name, refresh)},
+		{sql: fmt.Sprintf("ALTER EXTERNAL TABLE %s REFRESH", tbl)},
+	}, nil
+}

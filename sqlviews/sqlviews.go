@@ -44,6 +44,10 @@ type Options struct {
 	Schema string
 	// EventTypes get a view each; schema.KnownEventTypes always do.
 	EventTypes []string
+	// Collections get a history table and a latest-state view each; nil
+	// means every collection sgload syncs. DuckDB needs only the ones that
+	// exist in the bucket (sgload views finds them).
+	Collections []string
 	// Connection is BigQuery's connection for s3:// and azblob:// buckets
 	// (BigQuery Omni); gs:// buckets need none.
 	Connection string
@@ -171,7 +175,62 @@ func build(o Options) (*gen, []stmt, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	return g, append(stmts, ev...), nil
+	obj, err := g.objects()
+	if err != nil {
+		return nil, nil, err
+	}
+	return g, append(append(stmts, ev...), obj...), nil
+}
+
+// objects writes, per collection, the table of every version
+// (<collection>_history) and the latest state (<collection>_latest), plus
+// the sync_snapshots table the latter relies on.
+func (g *gen) objects() ([]stmt, error) {
+	names := g.o.Collections
+	if names == nil {
+		names = schema.CollectionNames()
+	}
+	if len(names) == 0 {
+		return nil, nil
+	}
+	d := g.d
+	snaps := d.table(g, schema.Snapshots.Name)
+	out, err := d.rawObjects(g, schema.Snapshots.Table(), schema.Snapshots.Name)
+	if err != nil {
+		return nil, err
+	}
+	out[0].comment = "Every complete snapshot sync took. A snapshot is listed only once all its rows are in."
+	for _, name := range names {
+		c := schema.Collections[name]
+		if c == nil {
+			continue
+		}
+		hist := name + "_history"
+		raw, err := d.rawObjects(g, c.Table(), hist)
+		if err != nil {
+			return nil, err
+		}
+		raw[0].comment = fmt.Sprintf("%s: every version of every object, one row per object per sync (%s).", name, c.Doc)
+		out = append(out, raw...)
+		keys := make([]string, len(c.Key))
+		for i, k := range c.Key {
+			keys[i] = "h." + d.ident(k)
+		}
+		mode := "full"
+		if c.Mode == schema.Incremental {
+			mode = "incremental (deletions show after a sync with --full-refresh)"
+		}
+		out = append(out, stmt{
+			comment: fmt.Sprintf("%s: the latest version of each object still present: rows of the latest complete\nfull snapshot and of the complete incremental ones after it. An object absent from the\nlatest full snapshot is gone. Synced %s.", name, mode),
+			sql: fmt.Sprintf(`CREATE OR REPLACE VIEW %s AS
+SELECT h.* FROM %s AS h
+JOIN %s AS s ON s.sync_id = h._sync_id AND s.collection = '%s'
+WHERE s._sequence >= COALESCE((SELECT MAX(_sequence) FROM %s WHERE collection = '%s' AND mode = 'full'), 0)
+QUALIFY ROW_NUMBER() OVER (PARTITION BY %s ORDER BY h._sequence DESC) = 1`,
+				d.table(g, name+"_latest"), d.table(g, hist), snaps, name, snaps, name, strings.Join(keys, ", ")),
+		})
+	}
+	return out, nil
 }
 
 // validSchema allows hyphens in the first part, for BigQuery project ids.
@@ -217,6 +276,9 @@ type dialectWriter interface {
 	qualify() string                  // what must precede QUALIFY
 	starExcept(cols ...string) string // SELECT * without cols
 	rawStar() string                  // the columns of the raw events table
+	// rawObjects makes the table of every version of a collection\'s
+	// objects (name is e.g. lists_history).
+	rawObjects(g *gen, t *schema.Table, name string) ([]stmt, error)
 }
 
 type gen struct {

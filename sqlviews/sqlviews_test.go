@@ -6,10 +6,13 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -18,6 +21,8 @@ import (
 	"github.com/sgload/sgload/internal/duckcheck"
 	"github.com/sgload/sgload/internal/testbucket"
 	"github.com/sgload/sgload/loader"
+	"github.com/sgload/sgload/sendgrid"
+	"github.com/sgload/sgload/snapshot"
 	"github.com/sgload/sgload/spool"
 )
 
@@ -225,8 +230,12 @@ func TestDuckDBViewsOverARealFlush(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	colls, err := loader.ObjectCollections(context.Background(), b.Bucket, "sg")
+	if err != nil || len(colls) != 0 {
+		t.Fatalf("collections %v, %v", colls, err)
+	}
 	var sql bytes.Buffer
-	if err := Write(&sql, Options{Dialect: DuckDB, Bucket: b.Dir, Prefix: "sg", EventTypes: types}); err != nil {
+	if err := Write(&sql, Options{Dialect: DuckDB, Bucket: b.Dir, Prefix: "sg", EventTypes: types, Collections: colls}); err != nil {
 		t.Fatal(err)
 	}
 	db := duckcheck.Open(t)
@@ -265,5 +274,118 @@ func TestDuckDBViewsOverARealFlush(t *testing.T) {
 	// Typed: a category sent as a string is a list in the view too.
 	if n := duckcheck.Int(t, db, "SELECT len(category) FROM sendgrid.processed WHERE sg_event_id = 'drift-01'"); n != 1 {
 		t.Errorf("drift-01 category has %d items, want 1", n)
+	}
+}
+
+// TestLatestStateAndDeletions syncs a collection three times through a
+// scripted API, flushing after each: an object deleted between two complete
+// syncs disappears from <collection>_latest; one deleted before a sync that
+// fails midway stays, because an incomplete snapshot proves nothing.
+func TestLatestStateAndDeletions(t *testing.T) {
+	var mu sync.Mutex
+	lists := map[int]bool{1: true, 2: true, 3: true}
+	broken := false
+	bounces := []int{1, 2}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		switch r.URL.Path {
+		case "/v3/contactdb/lists":
+			if broken {
+				w.WriteHeader(500)
+				return
+			}
+			var out []any
+			for id := 1; id <= 3; id++ {
+				if lists[id] {
+					out = append(out, map[string]any{"id": id, "name": fmt.Sprintf("list %d", id), "recipient_count": id})
+				}
+			}
+			json.NewEncoder(w).Encode(map[string]any{"lists": out})
+		case "/v3/suppression/bounces":
+			var out []any
+			for _, b := range bounces {
+				out = append(out, map[string]any{"email": fmt.Sprintf("b%d@example.com", b), "created": 1700000000 + b, "reason": "550"})
+			}
+			json.NewEncoder(w).Encode(out)
+		default:
+			w.WriteHeader(404)
+		}
+	}))
+	defer srv.Close()
+	api, err := sendgrid.New(srv.URL, "SG.key", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	api.MaxRetries = 0
+	b := testbucket.Open(t, "file")
+	root := t.TempDir()
+	syncAndFlush := func(wantFailed int) {
+		t.Helper()
+		sum, err := snapshot.Run(context.Background(), snapshot.Options{Spool: root, Node: "n1", Client: api,
+			Collections: []string{"lists", "bounces"}})
+		if err != nil || len(sum.Failed) != wantFailed {
+			t.Fatalf("sync: %v, failed %v", err, sum)
+		}
+		if _, err := loader.Flush(context.Background(), loader.Options{Spool: root, Bucket: b.Bucket, AfterWrite: b.AfterWrite}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	latest := func() (ids []int64, history int64) {
+		t.Helper()
+		colls, err := loader.ObjectCollections(context.Background(), b.Bucket, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var sql bytes.Buffer
+		if err := Write(&sql, Options{Dialect: DuckDB, Bucket: b.Dir, Collections: colls, EventTypes: nil}); err != nil {
+			t.Fatal(err)
+		}
+		db := duckcheck.Open(t)
+		// Only the object part: no event was flushed, so there are no event files.
+		for _, stmt := range strings.Split(sql.String(), ";\n\n") {
+			if strings.Contains(stmt, "events") || strings.Contains(stmt, "activity") || strings.TrimSpace(stmt) == "" {
+				continue
+			}
+			duckcheck.Exec(t, db, stmt)
+		}
+		for _, r := range duckcheck.Rows(t, db, "SELECT id FROM sendgrid.lists_latest ORDER BY id") {
+			ids = append(ids, r[0].(int64))
+		}
+		return ids, duckcheck.Int(t, db, "SELECT count(*) FROM sendgrid.lists_history")
+	}
+
+	syncAndFlush(0)
+	if ids, _ := latest(); fmt.Sprint(ids) != "[1 2 3]" {
+		t.Fatalf("after the first sync: %v", ids)
+	}
+	mu.Lock()
+	delete(lists, 2)
+	bounces = []int{3} // incremental: the next pull returns only the new one
+	mu.Unlock()
+	syncAndFlush(0)
+	ids, hist := latest()
+	if fmt.Sprint(ids) != "[1 3]" || hist != 5 {
+		t.Fatalf("after list 2 was deleted: latest %v, history %d rows; want [1 3] and all 5 versions", ids, hist)
+	}
+	mu.Lock()
+	delete(lists, 3)
+	broken = true
+	mu.Unlock()
+	syncAndFlush(1)
+	if ids, _ := latest(); fmt.Sprint(ids) != "[1 3]" {
+		t.Fatalf("after an incomplete sync: %v; list 3 must stay until a complete snapshot lacks it", ids)
+	}
+	db := duckcheck.Open(t)
+	var sql bytes.Buffer
+	Write(&sql, Options{Dialect: DuckDB, Bucket: b.Dir, Collections: []string{"bounces"}})
+	for _, stmt := range strings.Split(sql.String(), ";\n\n") {
+		if !strings.Contains(stmt, "events") && !strings.Contains(stmt, "activity") && strings.TrimSpace(stmt) != "" {
+			duckcheck.Exec(t, db, stmt)
+		}
+	}
+	// Incremental: the full first pull and the later increment together.
+	if n := duckcheck.Int(t, db, "SELECT count(*) FROM sendgrid.bounces_latest"); n != 3 {
+		t.Fatalf("bounces_latest has %d rows, want 3 (2 from the full pull, 1 incremental)", n)
 	}
 }

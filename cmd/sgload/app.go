@@ -46,6 +46,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			runCommand(),
 			serveCommand(),
 			flushCommand(),
+			syncCommand(),
 			verifyCommand(),
 			viewsCommand(),
 			tokenCommand(),

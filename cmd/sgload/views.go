@@ -61,11 +61,16 @@ func runViews(c *cli.Context) error {
 			return err
 		}
 		types, err := loader.EventTypes(c.Context, b.Bucket, o.Prefix)
+		var colls []string
+		if err == nil {
+			colls, err = loader.ObjectCollections(c.Context, b.Bucket, o.Prefix)
+		}
 		b.Close()
 		if err != nil {
 			return failure(err, "pass --no-discover to write the SQL without listing the bucket")
 		}
 		o.EventTypes = append(o.EventTypes, types...)
+		o.Collections = colls
 	}
 	var w io.Writer = c.App.Writer
 	if p := c.String("output"); p != "" {

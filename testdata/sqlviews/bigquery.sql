@@ -163,3 +163,622 @@ SELECT
   dt
 FROM `acme-project.sendgrid.events`;
 
+-- Every complete snapshot sync took. A snapshot is listed only once all its rows are in.
+CREATE OR REPLACE EXTERNAL TABLE `acme-project.sendgrid.sync_snapshots` (
+  `_sequence` INT64,
+  `_sync_id` STRING,
+  `_synced_at` TIMESTAMP,
+  `_node` STRING,
+  `collection` STRING,
+  `sync_id` STRING,
+  `mode` STRING,
+  `rows` INT64,
+  `pages` INT64,
+  `since` TIMESTAMP,
+  `started_at` TIMESTAMP,
+  `finished_at` TIMESTAMP,
+  `_raw` STRING,
+  `_errors` ARRAY<STRING>
+)
+WITH PARTITION COLUMNS (
+  dt DATE
+)
+OPTIONS (
+  format = 'PARQUET',
+  uris = ['gs://acme-sendgrid/sendgrid/objects/sync_snapshots/*'],
+  hive_partition_uri_prefix = 'gs://acme-sendgrid/sendgrid/objects/sync_snapshots',
+  require_hive_partition_filter = FALSE,
+  enable_list_inference = TRUE
+);
+
+-- blocks: every version of every object, one row per object per sync (blocked addresses (GET /v3/suppression/blocks)).
+CREATE OR REPLACE EXTERNAL TABLE `acme-project.sendgrid.blocks_history` (
+  `_sequence` INT64,
+  `_sync_id` STRING,
+  `_synced_at` TIMESTAMP,
+  `_node` STRING,
+  `email` STRING,
+  `created` TIMESTAMP,
+  `reason` STRING,
+  `status` STRING,
+  `_raw` STRING,
+  `_errors` ARRAY<STRING>
+)
+WITH PARTITION COLUMNS (
+  dt DATE
+)
+OPTIONS (
+  format = 'PARQUET',
+  uris = ['gs://acme-sendgrid/sendgrid/objects/blocks/*'],
+  hive_partition_uri_prefix = 'gs://acme-sendgrid/sendgrid/objects/blocks',
+  require_hive_partition_filter = FALSE,
+  enable_list_inference = TRUE
+);
+
+-- blocks: the latest version of each object still present: rows of the latest complete
+-- full snapshot and of the complete incremental ones after it. An object absent from the
+-- latest full snapshot is gone. Synced incremental (deletions show after a sync with --full-refresh).
+CREATE OR REPLACE VIEW `acme-project.sendgrid.blocks_latest` AS
+SELECT h.* FROM `acme-project.sendgrid.blocks_history` AS h
+JOIN `acme-project.sendgrid.sync_snapshots` AS s ON s.sync_id = h._sync_id AND s.collection = 'blocks'
+WHERE s._sequence >= COALESCE((SELECT MAX(_sequence) FROM `acme-project.sendgrid.sync_snapshots` WHERE collection = 'blocks' AND mode = 'full'), 0)
+QUALIFY ROW_NUMBER() OVER (PARTITION BY h.`email` ORDER BY h._sequence DESC) = 1;
+
+-- bounces: every version of every object, one row per object per sync (bounced addresses (GET /v3/suppression/bounces)).
+CREATE OR REPLACE EXTERNAL TABLE `acme-project.sendgrid.bounces_history` (
+  `_sequence` INT64,
+  `_sync_id` STRING,
+  `_synced_at` TIMESTAMP,
+  `_node` STRING,
+  `email` STRING,
+  `created` TIMESTAMP,
+  `reason` STRING,
+  `status` STRING,
+  `_raw` STRING,
+  `_errors` ARRAY<STRING>
+)
+WITH PARTITION COLUMNS (
+  dt DATE
+)
+OPTIONS (
+  format = 'PARQUET',
+  uris = ['gs://acme-sendgrid/sendgrid/objects/bounces/*'],
+  hive_partition_uri_prefix = 'gs://acme-sendgrid/sendgrid/objects/bounces',
+  require_hive_partition_filter = FALSE,
+  enable_list_inference = TRUE
+);
+
+-- bounces: the latest version of each object still present: rows of the latest complete
+-- full snapshot and of the complete incremental ones after it. An object absent from the
+-- latest full snapshot is gone. Synced incremental (deletions show after a sync with --full-refresh).
+CREATE OR REPLACE VIEW `acme-project.sendgrid.bounces_latest` AS
+SELECT h.* FROM `acme-project.sendgrid.bounces_history` AS h
+JOIN `acme-project.sendgrid.sync_snapshots` AS s ON s.sync_id = h._sync_id AND s.collection = 'bounces'
+WHERE s._sequence >= COALESCE((SELECT MAX(_sequence) FROM `acme-project.sendgrid.sync_snapshots` WHERE collection = 'bounces' AND mode = 'full'), 0)
+QUALIFY ROW_NUMBER() OVER (PARTITION BY h.`email` ORDER BY h._sequence DESC) = 1;
+
+-- campaigns: every version of every object, one row per object per sync (legacy Marketing Campaigns campaigns (GET /v3/campaigns)).
+CREATE OR REPLACE EXTERNAL TABLE `acme-project.sendgrid.campaigns_history` (
+  `_sequence` INT64,
+  `_sync_id` STRING,
+  `_synced_at` TIMESTAMP,
+  `_node` STRING,
+  `id` INT64,
+  `title` STRING,
+  `subject` STRING,
+  `sender_id` INT64,
+  `list_ids` ARRAY<STRING>,
+  `segment_ids` ARRAY<STRING>,
+  `categories` ARRAY<STRING>,
+  `suppression_group_id` INT64,
+  `custom_unsubscribe_url` STRING,
+  `ip_pool` STRING,
+  `editor` STRING,
+  `status` STRING,
+  `html_content` STRING,
+  `plain_content` STRING,
+  `_raw` STRING,
+  `_errors` ARRAY<STRING>
+)
+WITH PARTITION COLUMNS (
+  dt DATE
+)
+OPTIONS (
+  format = 'PARQUET',
+  uris = ['gs://acme-sendgrid/sendgrid/objects/campaigns/*'],
+  hive_partition_uri_prefix = 'gs://acme-sendgrid/sendgrid/objects/campaigns',
+  require_hive_partition_filter = FALSE,
+  enable_list_inference = TRUE
+);
+
+-- campaigns: the latest version of each object still present: rows of the latest complete
+-- full snapshot and of the complete incremental ones after it. An object absent from the
+-- latest full snapshot is gone. Synced full.
+CREATE OR REPLACE VIEW `acme-project.sendgrid.campaigns_latest` AS
+SELECT h.* FROM `acme-project.sendgrid.campaigns_history` AS h
+JOIN `acme-project.sendgrid.sync_snapshots` AS s ON s.sync_id = h._sync_id AND s.collection = 'campaigns'
+WHERE s._sequence >= COALESCE((SELECT MAX(_sequence) FROM `acme-project.sendgrid.sync_snapshots` WHERE collection = 'campaigns' AND mode = 'full'), 0)
+QUALIFY ROW_NUMBER() OVER (PARTITION BY h.`id` ORDER BY h._sequence DESC) = 1;
+
+-- field_definitions: every version of every object, one row per object per sync (custom and reserved field definitions (GET /v3/marketing/field_definitions)).
+CREATE OR REPLACE EXTERNAL TABLE `acme-project.sendgrid.field_definitions_history` (
+  `_sequence` INT64,
+  `_sync_id` STRING,
+  `_synced_at` TIMESTAMP,
+  `_node` STRING,
+  `id` STRING,
+  `name` STRING,
+  `field_type` STRING,
+  `read_only` BOOL,
+  `reserved` BOOL,
+  `_raw` STRING,
+  `_errors` ARRAY<STRING>
+)
+WITH PARTITION COLUMNS (
+  dt DATE
+)
+OPTIONS (
+  format = 'PARQUET',
+  uris = ['gs://acme-sendgrid/sendgrid/objects/field_definitions/*'],
+  hive_partition_uri_prefix = 'gs://acme-sendgrid/sendgrid/objects/field_definitions',
+  require_hive_partition_filter = FALSE,
+  enable_list_inference = TRUE
+);
+
+-- field_definitions: the latest version of each object still present: rows of the latest complete
+-- full snapshot and of the complete incremental ones after it. An object absent from the
+-- latest full snapshot is gone. Synced full.
+CREATE OR REPLACE VIEW `acme-project.sendgrid.field_definitions_latest` AS
+SELECT h.* FROM `acme-project.sendgrid.field_definitions_history` AS h
+JOIN `acme-project.sendgrid.sync_snapshots` AS s ON s.sync_id = h._sync_id AND s.collection = 'field_definitions'
+WHERE s._sequence >= COALESCE((SELECT MAX(_sequence) FROM `acme-project.sendgrid.sync_snapshots` WHERE collection = 'field_definitions' AND mode = 'full'), 0)
+QUALIFY ROW_NUMBER() OVER (PARTITION BY h.`id` ORDER BY h._sequence DESC) = 1;
+
+-- global_unsubscribes: every version of every object, one row per object per sync (global unsubscribes (GET /v3/suppression/unsubscribes)).
+CREATE OR REPLACE EXTERNAL TABLE `acme-project.sendgrid.global_unsubscribes_history` (
+  `_sequence` INT64,
+  `_sync_id` STRING,
+  `_synced_at` TIMESTAMP,
+  `_node` STRING,
+  `email` STRING,
+  `created` TIMESTAMP,
+  `_raw` STRING,
+  `_errors` ARRAY<STRING>
+)
+WITH PARTITION COLUMNS (
+  dt DATE
+)
+OPTIONS (
+  format = 'PARQUET',
+  uris = ['gs://acme-sendgrid/sendgrid/objects/global_unsubscribes/*'],
+  hive_partition_uri_prefix = 'gs://acme-sendgrid/sendgrid/objects/global_unsubscribes',
+  require_hive_partition_filter = FALSE,
+  enable_list_inference = TRUE
+);
+
+-- global_unsubscribes: the latest version of each object still present: rows of the latest complete
+-- full snapshot and of the complete incremental ones after it. An object absent from the
+-- latest full snapshot is gone. Synced incremental (deletions show after a sync with --full-refresh).
+CREATE OR REPLACE VIEW `acme-project.sendgrid.global_unsubscribes_latest` AS
+SELECT h.* FROM `acme-project.sendgrid.global_unsubscribes_history` AS h
+JOIN `acme-project.sendgrid.sync_snapshots` AS s ON s.sync_id = h._sync_id AND s.collection = 'global_unsubscribes'
+WHERE s._sequence >= COALESCE((SELECT MAX(_sequence) FROM `acme-project.sendgrid.sync_snapshots` WHERE collection = 'global_unsubscribes' AND mode = 'full'), 0)
+QUALIFY ROW_NUMBER() OVER (PARTITION BY h.`email` ORDER BY h._sequence DESC) = 1;
+
+-- invalid_emails: every version of every object, one row per object per sync (invalid addresses (GET /v3/suppression/invalid_emails)).
+CREATE OR REPLACE EXTERNAL TABLE `acme-project.sendgrid.invalid_emails_history` (
+  `_sequence` INT64,
+  `_sync_id` STRING,
+  `_synced_at` TIMESTAMP,
+  `_node` STRING,
+  `email` STRING,
+  `created` TIMESTAMP,
+  `reason` STRING,
+  `_raw` STRING,
+  `_errors` ARRAY<STRING>
+)
+WITH PARTITION COLUMNS (
+  dt DATE
+)
+OPTIONS (
+  format = 'PARQUET',
+  uris = ['gs://acme-sendgrid/sendgrid/objects/invalid_emails/*'],
+  hive_partition_uri_prefix = 'gs://acme-sendgrid/sendgrid/objects/invalid_emails',
+  require_hive_partition_filter = FALSE,
+  enable_list_inference = TRUE
+);
+
+-- invalid_emails: the latest version of each object still present: rows of the latest complete
+-- full snapshot and of the complete incremental ones after it. An object absent from the
+-- latest full snapshot is gone. Synced incremental (deletions show after a sync with --full-refresh).
+CREATE OR REPLACE VIEW `acme-project.sendgrid.invalid_emails_latest` AS
+SELECT h.* FROM `acme-project.sendgrid.invalid_emails_history` AS h
+JOIN `acme-project.sendgrid.sync_snapshots` AS s ON s.sync_id = h._sync_id AND s.collection = 'invalid_emails'
+WHERE s._sequence >= COALESCE((SELECT MAX(_sequence) FROM `acme-project.sendgrid.sync_snapshots` WHERE collection = 'invalid_emails' AND mode = 'full'), 0)
+QUALIFY ROW_NUMBER() OVER (PARTITION BY h.`email` ORDER BY h._sequence DESC) = 1;
+
+-- lists: every version of every object, one row per object per sync (legacy Marketing Campaigns contact lists (GET /v3/contactdb/lists)).
+CREATE OR REPLACE EXTERNAL TABLE `acme-project.sendgrid.lists_history` (
+  `_sequence` INT64,
+  `_sync_id` STRING,
+  `_synced_at` TIMESTAMP,
+  `_node` STRING,
+  `id` INT64,
+  `name` STRING,
+  `recipient_count` INT64,
+  `_raw` STRING,
+  `_errors` ARRAY<STRING>
+)
+WITH PARTITION COLUMNS (
+  dt DATE
+)
+OPTIONS (
+  format = 'PARQUET',
+  uris = ['gs://acme-sendgrid/sendgrid/objects/lists/*'],
+  hive_partition_uri_prefix = 'gs://acme-sendgrid/sendgrid/objects/lists',
+  require_hive_partition_filter = FALSE,
+  enable_list_inference = TRUE
+);
+
+-- lists: the latest version of each object still present: rows of the latest complete
+-- full snapshot and of the complete incremental ones after it. An object absent from the
+-- latest full snapshot is gone. Synced full.
+CREATE OR REPLACE VIEW `acme-project.sendgrid.lists_latest` AS
+SELECT h.* FROM `acme-project.sendgrid.lists_history` AS h
+JOIN `acme-project.sendgrid.sync_snapshots` AS s ON s.sync_id = h._sync_id AND s.collection = 'lists'
+WHERE s._sequence >= COALESCE((SELECT MAX(_sequence) FROM `acme-project.sendgrid.sync_snapshots` WHERE collection = 'lists' AND mode = 'full'), 0)
+QUALIFY ROW_NUMBER() OVER (PARTITION BY h.`id` ORDER BY h._sequence DESC) = 1;
+
+-- mc_contacts: every version of every object, one row per object per sync (Marketing Campaigns contacts, through the export job (POST /v3/marketing/contacts/exports)).
+CREATE OR REPLACE EXTERNAL TABLE `acme-project.sendgrid.mc_contacts_history` (
+  `_sequence` INT64,
+  `_sync_id` STRING,
+  `_synced_at` TIMESTAMP,
+  `_node` STRING,
+  `contact_id` STRING,
+  `email` STRING,
+  `first_name` STRING,
+  `last_name` STRING,
+  `phone_number` STRING,
+  `city` STRING,
+  `state_province_region` STRING,
+  `postal_code` STRING,
+  `country` STRING,
+  `list_ids` ARRAY<STRING>,
+  `created_at` TIMESTAMP,
+  `updated_at` TIMESTAMP,
+  `_raw` STRING,
+  `_errors` ARRAY<STRING>
+)
+WITH PARTITION COLUMNS (
+  dt DATE
+)
+OPTIONS (
+  format = 'PARQUET',
+  uris = ['gs://acme-sendgrid/sendgrid/objects/mc_contacts/*'],
+  hive_partition_uri_prefix = 'gs://acme-sendgrid/sendgrid/objects/mc_contacts',
+  require_hive_partition_filter = FALSE,
+  enable_list_inference = TRUE
+);
+
+-- mc_contacts: the latest version of each object still present: rows of the latest complete
+-- full snapshot and of the complete incremental ones after it. An object absent from the
+-- latest full snapshot is gone. Synced full.
+CREATE OR REPLACE VIEW `acme-project.sendgrid.mc_contacts_latest` AS
+SELECT h.* FROM `acme-project.sendgrid.mc_contacts_history` AS h
+JOIN `acme-project.sendgrid.sync_snapshots` AS s ON s.sync_id = h._sync_id AND s.collection = 'mc_contacts'
+WHERE s._sequence >= COALESCE((SELECT MAX(_sequence) FROM `acme-project.sendgrid.sync_snapshots` WHERE collection = 'mc_contacts' AND mode = 'full'), 0)
+QUALIFY ROW_NUMBER() OVER (PARTITION BY h.`contact_id` ORDER BY h._sequence DESC) = 1;
+
+-- mc_lists: every version of every object, one row per object per sync (Marketing Campaigns lists (GET /v3/marketing/lists)).
+CREATE OR REPLACE EXTERNAL TABLE `acme-project.sendgrid.mc_lists_history` (
+  `_sequence` INT64,
+  `_sync_id` STRING,
+  `_synced_at` TIMESTAMP,
+  `_node` STRING,
+  `id` STRING,
+  `name` STRING,
+  `contact_count` INT64,
+  `_raw` STRING,
+  `_errors` ARRAY<STRING>
+)
+WITH PARTITION COLUMNS (
+  dt DATE
+)
+OPTIONS (
+  format = 'PARQUET',
+  uris = ['gs://acme-sendgrid/sendgrid/objects/mc_lists/*'],
+  hive_partition_uri_prefix = 'gs://acme-sendgrid/sendgrid/objects/mc_lists',
+  require_hive_partition_filter = FALSE,
+  enable_list_inference = TRUE
+);
+
+-- mc_lists: the latest version of each object still present: rows of the latest complete
+-- full snapshot and of the complete incremental ones after it. An object absent from the
+-- latest full snapshot is gone. Synced full.
+CREATE OR REPLACE VIEW `acme-project.sendgrid.mc_lists_latest` AS
+SELECT h.* FROM `acme-project.sendgrid.mc_lists_history` AS h
+JOIN `acme-project.sendgrid.sync_snapshots` AS s ON s.sync_id = h._sync_id AND s.collection = 'mc_lists'
+WHERE s._sequence >= COALESCE((SELECT MAX(_sequence) FROM `acme-project.sendgrid.sync_snapshots` WHERE collection = 'mc_lists' AND mode = 'full'), 0)
+QUALIFY ROW_NUMBER() OVER (PARTITION BY h.`id` ORDER BY h._sequence DESC) = 1;
+
+-- mc_segments: every version of every object, one row per object per sync (Marketing Campaigns segments 2.0 (GET /v3/marketing/segments/2.0)).
+CREATE OR REPLACE EXTERNAL TABLE `acme-project.sendgrid.mc_segments_history` (
+  `_sequence` INT64,
+  `_sync_id` STRING,
+  `_synced_at` TIMESTAMP,
+  `_node` STRING,
+  `id` STRING,
+  `name` STRING,
+  `contacts_count` INT64,
+  `created_at` TIMESTAMP,
+  `updated_at` TIMESTAMP,
+  `sample_updated_at` TIMESTAMP,
+  `next_sample_update` TIMESTAMP,
+  `parent_list_ids` ARRAY<STRING>,
+  `query_version` STRING,
+  `status` STRING,
+  `_raw` STRING,
+  `_errors` ARRAY<STRING>
+)
+WITH PARTITION COLUMNS (
+  dt DATE
+)
+OPTIONS (
+  format = 'PARQUET',
+  uris = ['gs://acme-sendgrid/sendgrid/objects/mc_segments/*'],
+  hive_partition_uri_prefix = 'gs://acme-sendgrid/sendgrid/objects/mc_segments',
+  require_hive_partition_filter = FALSE,
+  enable_list_inference = TRUE
+);
+
+-- mc_segments: the latest version of each object still present: rows of the latest complete
+-- full snapshot and of the complete incremental ones after it. An object absent from the
+-- latest full snapshot is gone. Synced full.
+CREATE OR REPLACE VIEW `acme-project.sendgrid.mc_segments_latest` AS
+SELECT h.* FROM `acme-project.sendgrid.mc_segments_history` AS h
+JOIN `acme-project.sendgrid.sync_snapshots` AS s ON s.sync_id = h._sync_id AND s.collection = 'mc_segments'
+WHERE s._sequence >= COALESCE((SELECT MAX(_sequence) FROM `acme-project.sendgrid.sync_snapshots` WHERE collection = 'mc_segments' AND mode = 'full'), 0)
+QUALIFY ROW_NUMBER() OVER (PARTITION BY h.`id` ORDER BY h._sequence DESC) = 1;
+
+-- recipients: every version of every object, one row per object per sync (legacy Marketing Campaigns recipients (GET /v3/contactdb/recipients)).
+CREATE OR REPLACE EXTERNAL TABLE `acme-project.sendgrid.recipients_history` (
+  `_sequence` INT64,
+  `_sync_id` STRING,
+  `_synced_at` TIMESTAMP,
+  `_node` STRING,
+  `id` STRING,
+  `email` STRING,
+  `first_name` STRING,
+  `last_name` STRING,
+  `created_at` TIMESTAMP,
+  `updated_at` TIMESTAMP,
+  `last_emailed` TIMESTAMP,
+  `last_clicked` TIMESTAMP,
+  `last_opened` TIMESTAMP,
+  `custom_fields` STRING,
+  `_raw` STRING,
+  `_errors` ARRAY<STRING>
+)
+WITH PARTITION COLUMNS (
+  dt DATE
+)
+OPTIONS (
+  format = 'PARQUET',
+  uris = ['gs://acme-sendgrid/sendgrid/objects/recipients/*'],
+  hive_partition_uri_prefix = 'gs://acme-sendgrid/sendgrid/objects/recipients',
+  require_hive_partition_filter = FALSE,
+  enable_list_inference = TRUE
+);
+
+-- recipients: the latest version of each object still present: rows of the latest complete
+-- full snapshot and of the complete incremental ones after it. An object absent from the
+-- latest full snapshot is gone. Synced full.
+CREATE OR REPLACE VIEW `acme-project.sendgrid.recipients_latest` AS
+SELECT h.* FROM `acme-project.sendgrid.recipients_history` AS h
+JOIN `acme-project.sendgrid.sync_snapshots` AS s ON s.sync_id = h._sync_id AND s.collection = 'recipients'
+WHERE s._sequence >= COALESCE((SELECT MAX(_sequence) FROM `acme-project.sendgrid.sync_snapshots` WHERE collection = 'recipients' AND mode = 'full'), 0)
+QUALIFY ROW_NUMBER() OVER (PARTITION BY h.`id` ORDER BY h._sequence DESC) = 1;
+
+-- segments: every version of every object, one row per object per sync (legacy Marketing Campaigns segments (GET /v3/contactdb/segments)).
+CREATE OR REPLACE EXTERNAL TABLE `acme-project.sendgrid.segments_history` (
+  `_sequence` INT64,
+  `_sync_id` STRING,
+  `_synced_at` TIMESTAMP,
+  `_node` STRING,
+  `id` INT64,
+  `name` STRING,
+  `list_id` INT64,
+  `recipient_count` INT64,
+  `conditions` STRING,
+  `_raw` STRING,
+  `_errors` ARRAY<STRING>
+)
+WITH PARTITION COLUMNS (
+  dt DATE
+)
+OPTIONS (
+  format = 'PARQUET',
+  uris = ['gs://acme-sendgrid/sendgrid/objects/segments/*'],
+  hive_partition_uri_prefix = 'gs://acme-sendgrid/sendgrid/objects/segments',
+  require_hive_partition_filter = FALSE,
+  enable_list_inference = TRUE
+);
+
+-- segments: the latest version of each object still present: rows of the latest complete
+-- full snapshot and of the complete incremental ones after it. An object absent from the
+-- latest full snapshot is gone. Synced full.
+CREATE OR REPLACE VIEW `acme-project.sendgrid.segments_latest` AS
+SELECT h.* FROM `acme-project.sendgrid.segments_history` AS h
+JOIN `acme-project.sendgrid.sync_snapshots` AS s ON s.sync_id = h._sync_id AND s.collection = 'segments'
+WHERE s._sequence >= COALESCE((SELECT MAX(_sequence) FROM `acme-project.sendgrid.sync_snapshots` WHERE collection = 'segments' AND mode = 'full'), 0)
+QUALIFY ROW_NUMBER() OVER (PARTITION BY h.`id` ORDER BY h._sequence DESC) = 1;
+
+-- singlesends: every version of every object, one row per object per sync (single sends (GET /v3/marketing/singlesends)).
+CREATE OR REPLACE EXTERNAL TABLE `acme-project.sendgrid.singlesends_history` (
+  `_sequence` INT64,
+  `_sync_id` STRING,
+  `_synced_at` TIMESTAMP,
+  `_node` STRING,
+  `id` STRING,
+  `name` STRING,
+  `status` STRING,
+  `categories` ARRAY<STRING>,
+  `send_at` TIMESTAMP,
+  `is_abtest` BOOL,
+  `created_at` TIMESTAMP,
+  `updated_at` TIMESTAMP,
+  `_raw` STRING,
+  `_errors` ARRAY<STRING>
+)
+WITH PARTITION COLUMNS (
+  dt DATE
+)
+OPTIONS (
+  format = 'PARQUET',
+  uris = ['gs://acme-sendgrid/sendgrid/objects/singlesends/*'],
+  hive_partition_uri_prefix = 'gs://acme-sendgrid/sendgrid/objects/singlesends',
+  require_hive_partition_filter = FALSE,
+  enable_list_inference = TRUE
+);
+
+-- singlesends: the latest version of each object still present: rows of the latest complete
+-- full snapshot and of the complete incremental ones after it. An object absent from the
+-- latest full snapshot is gone. Synced full.
+CREATE OR REPLACE VIEW `acme-project.sendgrid.singlesends_latest` AS
+SELECT h.* FROM `acme-project.sendgrid.singlesends_history` AS h
+JOIN `acme-project.sendgrid.sync_snapshots` AS s ON s.sync_id = h._sync_id AND s.collection = 'singlesends'
+WHERE s._sequence >= COALESCE((SELECT MAX(_sequence) FROM `acme-project.sendgrid.sync_snapshots` WHERE collection = 'singlesends' AND mode = 'full'), 0)
+QUALIFY ROW_NUMBER() OVER (PARTITION BY h.`id` ORDER BY h._sequence DESC) = 1;
+
+-- spam_reports: every version of every object, one row per object per sync (spam reports (GET /v3/suppression/spam_reports)).
+CREATE OR REPLACE EXTERNAL TABLE `acme-project.sendgrid.spam_reports_history` (
+  `_sequence` INT64,
+  `_sync_id` STRING,
+  `_synced_at` TIMESTAMP,
+  `_node` STRING,
+  `email` STRING,
+  `created` TIMESTAMP,
+  `ip` STRING,
+  `_raw` STRING,
+  `_errors` ARRAY<STRING>
+)
+WITH PARTITION COLUMNS (
+  dt DATE
+)
+OPTIONS (
+  format = 'PARQUET',
+  uris = ['gs://acme-sendgrid/sendgrid/objects/spam_reports/*'],
+  hive_partition_uri_prefix = 'gs://acme-sendgrid/sendgrid/objects/spam_reports',
+  require_hive_partition_filter = FALSE,
+  enable_list_inference = TRUE
+);
+
+-- spam_reports: the latest version of each object still present: rows of the latest complete
+-- full snapshot and of the complete incremental ones after it. An object absent from the
+-- latest full snapshot is gone. Synced incremental (deletions show after a sync with --full-refresh).
+CREATE OR REPLACE VIEW `acme-project.sendgrid.spam_reports_latest` AS
+SELECT h.* FROM `acme-project.sendgrid.spam_reports_history` AS h
+JOIN `acme-project.sendgrid.sync_snapshots` AS s ON s.sync_id = h._sync_id AND s.collection = 'spam_reports'
+WHERE s._sequence >= COALESCE((SELECT MAX(_sequence) FROM `acme-project.sendgrid.sync_snapshots` WHERE collection = 'spam_reports' AND mode = 'full'), 0)
+QUALIFY ROW_NUMBER() OVER (PARTITION BY h.`email` ORDER BY h._sequence DESC) = 1;
+
+-- templates: every version of every object, one row per object per sync (legacy and dynamic templates (GET /v3/templates?generations=legacy,dynamic)).
+CREATE OR REPLACE EXTERNAL TABLE `acme-project.sendgrid.templates_history` (
+  `_sequence` INT64,
+  `_sync_id` STRING,
+  `_synced_at` TIMESTAMP,
+  `_node` STRING,
+  `id` STRING,
+  `name` STRING,
+  `generation` STRING,
+  `updated_at` TIMESTAMP,
+  `versions` STRING,
+  `_raw` STRING,
+  `_errors` ARRAY<STRING>
+)
+WITH PARTITION COLUMNS (
+  dt DATE
+)
+OPTIONS (
+  format = 'PARQUET',
+  uris = ['gs://acme-sendgrid/sendgrid/objects/templates/*'],
+  hive_partition_uri_prefix = 'gs://acme-sendgrid/sendgrid/objects/templates',
+  require_hive_partition_filter = FALSE,
+  enable_list_inference = TRUE
+);
+
+-- templates: the latest version of each object still present: rows of the latest complete
+-- full snapshot and of the complete incremental ones after it. An object absent from the
+-- latest full snapshot is gone. Synced full.
+CREATE OR REPLACE VIEW `acme-project.sendgrid.templates_latest` AS
+SELECT h.* FROM `acme-project.sendgrid.templates_history` AS h
+JOIN `acme-project.sendgrid.sync_snapshots` AS s ON s.sync_id = h._sync_id AND s.collection = 'templates'
+WHERE s._sequence >= COALESCE((SELECT MAX(_sequence) FROM `acme-project.sendgrid.sync_snapshots` WHERE collection = 'templates' AND mode = 'full'), 0)
+QUALIFY ROW_NUMBER() OVER (PARTITION BY h.`id` ORDER BY h._sequence DESC) = 1;
+
+-- unsubscribe_group_members: every version of every object, one row per object per sync (members of each unsubscribe group (GET /v3/asm/groups/{id}/suppressions)).
+CREATE OR REPLACE EXTERNAL TABLE `acme-project.sendgrid.unsubscribe_group_members_history` (
+  `_sequence` INT64,
+  `_sync_id` STRING,
+  `_synced_at` TIMESTAMP,
+  `_node` STRING,
+  `group_id` INT64,
+  `email` STRING,
+  `_raw` STRING,
+  `_errors` ARRAY<STRING>
+)
+WITH PARTITION COLUMNS (
+  dt DATE
+)
+OPTIONS (
+  format = 'PARQUET',
+  uris = ['gs://acme-sendgrid/sendgrid/objects/unsubscribe_group_members/*'],
+  hive_partition_uri_prefix = 'gs://acme-sendgrid/sendgrid/objects/unsubscribe_group_members',
+  require_hive_partition_filter = FALSE,
+  enable_list_inference = TRUE
+);
+
+-- unsubscribe_group_members: the latest version of each object still present: rows of the latest complete
+-- full snapshot and of the complete incremental ones after it. An object absent from the
+-- latest full snapshot is gone. Synced full.
+CREATE OR REPLACE VIEW `acme-project.sendgrid.unsubscribe_group_members_latest` AS
+SELECT h.* FROM `acme-project.sendgrid.unsubscribe_group_members_history` AS h
+JOIN `acme-project.sendgrid.sync_snapshots` AS s ON s.sync_id = h._sync_id AND s.collection = 'unsubscribe_group_members'
+WHERE s._sequence >= COALESCE((SELECT MAX(_sequence) FROM `acme-project.sendgrid.sync_snapshots` WHERE collection = 'unsubscribe_group_members' AND mode = 'full'), 0)
+QUALIFY ROW_NUMBER() OVER (PARTITION BY h.`group_id`, h.`email` ORDER BY h._sequence DESC) = 1;
+
+-- unsubscribe_groups: every version of every object, one row per object per sync (unsubscribe (ASM) groups (GET /v3/asm/groups)).
+CREATE OR REPLACE EXTERNAL TABLE `acme-project.sendgrid.unsubscribe_groups_history` (
+  `_sequence` INT64,
+  `_sync_id` STRING,
+  `_synced_at` TIMESTAMP,
+  `_node` STRING,
+  `id` INT64,
+  `name` STRING,
+  `description` STRING,
+  `is_default` BOOL,
+  `unsubscribes` INT64,
+  `_raw` STRING,
+  `_errors` ARRAY<STRING>
+)
+WITH PARTITION COLUMNS (
+  dt DATE
+)
+OPTIONS (
+  format = 'PARQUET',
+  uris = ['gs://acme-sendgrid/sendgrid/objects/unsubscribe_groups/*'],
+  hive_partition_uri_prefix = 'gs://acme-sendgrid/sendgrid/objects/unsubscribe_groups',
+  require_hive_partition_filter = FALSE,
+  enable_list_inference = TRUE
+);
+
+-- unsubscribe_groups: the latest version of each object still present: rows of the latest complete
+-- full snapshot and of the complete incremental ones after it. An object absent from the
+-- latest full snapshot is gone. Synced full.
+CREATE OR REPLACE VIEW `acme-project.sendgrid.unsubscribe_groups_latest` AS
+SELECT h.* FROM `acme-project.sendgrid.unsubscribe_groups_history` AS h
+JOIN `acme-project.sendgrid.sync_snapshots` AS s ON s.sync_id = h._sync_id AND s.collection = 'unsubscribe_groups'
+WHERE s._sequence >= COALESCE((SELECT MAX(_sequence) FROM `acme-project.sendgrid.sync_snapshots` WHERE collection = 'unsubscribe_groups' AND mode = 'full'), 0)
+QUALIFY ROW_NUMBER() OVER (PARTITION BY h.`id` ORDER BY h._sequence DESC) = 1;
+

@@ -163,3 +163,478 @@ SELECT
   dt
 FROM sendgrid."events";
 
+-- Every complete snapshot sync took. A snapshot is listed only once all its rows are in.
+CREATE OR REPLACE VIEW sendgrid."sync_snapshots" AS
+SELECT
+  CAST("_sequence" AS BIGINT) AS "_sequence",
+  CAST("_sync_id" AS VARCHAR) AS "_sync_id",
+  CAST("_synced_at" AS TIMESTAMPTZ) AS "_synced_at",
+  CAST("_node" AS VARCHAR) AS "_node",
+  CAST("collection" AS VARCHAR) AS "collection",
+  CAST("sync_id" AS VARCHAR) AS "sync_id",
+  CAST("mode" AS VARCHAR) AS "mode",
+  CAST("rows" AS BIGINT) AS "rows",
+  CAST("pages" AS BIGINT) AS "pages",
+  CAST("since" AS TIMESTAMPTZ) AS "since",
+  CAST("started_at" AS TIMESTAMPTZ) AS "started_at",
+  CAST("finished_at" AS TIMESTAMPTZ) AS "finished_at",
+  CAST("_raw" AS VARCHAR) AS "_raw",
+  CAST("_errors" AS VARCHAR[]) AS "_errors",
+  CAST(dt AS DATE) AS dt
+FROM read_parquet('s3://acme-sendgrid/sendgrid/objects/sync_snapshots/*/*.parquet', hive_partitioning = true, hive_types = {'dt': DATE});
+
+-- blocks: every version of every object, one row per object per sync (blocked addresses (GET /v3/suppression/blocks)).
+CREATE OR REPLACE VIEW sendgrid."blocks_history" AS
+SELECT
+  CAST("_sequence" AS BIGINT) AS "_sequence",
+  CAST("_sync_id" AS VARCHAR) AS "_sync_id",
+  CAST("_synced_at" AS TIMESTAMPTZ) AS "_synced_at",
+  CAST("_node" AS VARCHAR) AS "_node",
+  CAST("email" AS VARCHAR) AS "email",
+  CAST("created" AS TIMESTAMPTZ) AS "created",
+  CAST("reason" AS VARCHAR) AS "reason",
+  CAST("status" AS VARCHAR) AS "status",
+  CAST("_raw" AS VARCHAR) AS "_raw",
+  CAST("_errors" AS VARCHAR[]) AS "_errors",
+  CAST(dt AS DATE) AS dt
+FROM read_parquet('s3://acme-sendgrid/sendgrid/objects/blocks/*/*.parquet', hive_partitioning = true, hive_types = {'dt': DATE});
+
+-- blocks: the latest version of each object still present: rows of the latest complete
+-- full snapshot and of the complete incremental ones after it. An object absent from the
+-- latest full snapshot is gone. Synced incremental (deletions show after a sync with --full-refresh).
+CREATE OR REPLACE VIEW sendgrid."blocks_latest" AS
+SELECT h.* FROM sendgrid."blocks_history" AS h
+JOIN sendgrid."sync_snapshots" AS s ON s.sync_id = h._sync_id AND s.collection = 'blocks'
+WHERE s._sequence >= COALESCE((SELECT MAX(_sequence) FROM sendgrid."sync_snapshots" WHERE collection = 'blocks' AND mode = 'full'), 0)
+QUALIFY ROW_NUMBER() OVER (PARTITION BY h."email" ORDER BY h._sequence DESC) = 1;
+
+-- bounces: every version of every object, one row per object per sync (bounced addresses (GET /v3/suppression/bounces)).
+CREATE OR REPLACE VIEW sendgrid."bounces_history" AS
+SELECT
+  CAST("_sequence" AS BIGINT) AS "_sequence",
+  CAST("_sync_id" AS VARCHAR) AS "_sync_id",
+  CAST("_synced_at" AS TIMESTAMPTZ) AS "_synced_at",
+  CAST("_node" AS VARCHAR) AS "_node",
+  CAST("email" AS VARCHAR) AS "email",
+  CAST("created" AS TIMESTAMPTZ) AS "created",
+  CAST("reason" AS VARCHAR) AS "reason",
+  CAST("status" AS VARCHAR) AS "status",
+  CAST("_raw" AS VARCHAR) AS "_raw",
+  CAST("_errors" AS VARCHAR[]) AS "_errors",
+  CAST(dt AS DATE) AS dt
+FROM read_parquet('s3://acme-sendgrid/sendgrid/objects/bounces/*/*.parquet', hive_partitioning = true, hive_types = {'dt': DATE});
+
+-- bounces: the latest version of each object still present: rows of the latest complete
+-- full snapshot and of the complete incremental ones after it. An object absent from the
+-- latest full snapshot is gone. Synced incremental (deletions show after a sync with --full-refresh).
+CREATE OR REPLACE VIEW sendgrid."bounces_latest" AS
+SELECT h.* FROM sendgrid."bounces_history" AS h
+JOIN sendgrid."sync_snapshots" AS s ON s.sync_id = h._sync_id AND s.collection = 'bounces'
+WHERE s._sequence >= COALESCE((SELECT MAX(_sequence) FROM sendgrid."sync_snapshots" WHERE collection = 'bounces' AND mode = 'full'), 0)
+QUALIFY ROW_NUMBER() OVER (PARTITION BY h."email" ORDER BY h._sequence DESC) = 1;
+
+-- campaigns: every version of every object, one row per object per sync (legacy Marketing Campaigns campaigns (GET /v3/campaigns)).
+CREATE OR REPLACE VIEW sendgrid."campaigns_history" AS
+SELECT
+  CAST("_sequence" AS BIGINT) AS "_sequence",
+  CAST("_sync_id" AS VARCHAR) AS "_sync_id",
+  CAST("_synced_at" AS TIMESTAMPTZ) AS "_synced_at",
+  CAST("_node" AS VARCHAR) AS "_node",
+  CAST("id" AS BIGINT) AS "id",
+  CAST("title" AS VARCHAR) AS "title",
+  CAST("subject" AS VARCHAR) AS "subject",
+  CAST("sender_id" AS BIGINT) AS "sender_id",
+  CAST("list_ids" AS VARCHAR[]) AS "list_ids",
+  CAST("segment_ids" AS VARCHAR[]) AS "segment_ids",
+  CAST("categories" AS VARCHAR[]) AS "categories",
+  CAST("suppression_group_id" AS BIGINT) AS "suppression_group_id",
+  CAST("custom_unsubscribe_url" AS VARCHAR) AS "custom_unsubscribe_url",
+  CAST("ip_pool" AS VARCHAR) AS "ip_pool",
+  CAST("editor" AS VARCHAR) AS "editor",
+  CAST("status" AS VARCHAR) AS "status",
+  CAST("html_content" AS VARCHAR) AS "html_content",
+  CAST("plain_content" AS VARCHAR) AS "plain_content",
+  CAST("_raw" AS VARCHAR) AS "_raw",
+  CAST("_errors" AS VARCHAR[]) AS "_errors",
+  CAST(dt AS DATE) AS dt
+FROM read_parquet('s3://acme-sendgrid/sendgrid/objects/campaigns/*/*.parquet', hive_partitioning = true, hive_types = {'dt': DATE});
+
+-- campaigns: the latest version of each object still present: rows of the latest complete
+-- full snapshot and of the complete incremental ones after it. An object absent from the
+-- latest full snapshot is gone. Synced full.
+CREATE OR REPLACE VIEW sendgrid."campaigns_latest" AS
+SELECT h.* FROM sendgrid."campaigns_history" AS h
+JOIN sendgrid."sync_snapshots" AS s ON s.sync_id = h._sync_id AND s.collection = 'campaigns'
+WHERE s._sequence >= COALESCE((SELECT MAX(_sequence) FROM sendgrid."sync_snapshots" WHERE collection = 'campaigns' AND mode = 'full'), 0)
+QUALIFY ROW_NUMBER() OVER (PARTITION BY h."id" ORDER BY h._sequence DESC) = 1;
+
+-- field_definitions: every version of every object, one row per object per sync (custom and reserved field definitions (GET /v3/marketing/field_definitions)).
+CREATE OR REPLACE VIEW sendgrid."field_definitions_history" AS
+SELECT
+  CAST("_sequence" AS BIGINT) AS "_sequence",
+  CAST("_sync_id" AS VARCHAR) AS "_sync_id",
+  CAST("_synced_at" AS TIMESTAMPTZ) AS "_synced_at",
+  CAST("_node" AS VARCHAR) AS "_node",
+  CAST("id" AS VARCHAR) AS "id",
+  CAST("name" AS VARCHAR) AS "name",
+  CAST("field_type" AS VARCHAR) AS "field_type",
+  CAST("read_only" AS BOOLEAN) AS "read_only",
+  CAST("reserved" AS BOOLEAN) AS "reserved",
+  CAST("_raw" AS VARCHAR) AS "_raw",
+  CAST("_errors" AS VARCHAR[]) AS "_errors",
+  CAST(dt AS DATE) AS dt
+FROM read_parquet('s3://acme-sendgrid/sendgrid/objects/field_definitions/*/*.parquet', hive_partitioning = true, hive_types = {'dt': DATE});
+
+-- field_definitions: the latest version of each object still present: rows of the latest complete
+-- full snapshot and of the complete incremental ones after it. An object absent from the
+-- latest full snapshot is gone. Synced full.
+CREATE OR REPLACE VIEW sendgrid."field_definitions_latest" AS
+SELECT h.* FROM sendgrid."field_definitions_history" AS h
+JOIN sendgrid."sync_snapshots" AS s ON s.sync_id = h._sync_id AND s.collection = 'field_definitions'
+WHERE s._sequence >= COALESCE((SELECT MAX(_sequence) FROM sendgrid."sync_snapshots" WHERE collection = 'field_definitions' AND mode = 'full'), 0)
+QUALIFY ROW_NUMBER() OVER (PARTITION BY h."id" ORDER BY h._sequence DESC) = 1;
+
+-- global_unsubscribes: every version of every object, one row per object per sync (global unsubscribes (GET /v3/suppression/unsubscribes)).
+CREATE OR REPLACE VIEW sendgrid."global_unsubscribes_history" AS
+SELECT
+  CAST("_sequence" AS BIGINT) AS "_sequence",
+  CAST("_sync_id" AS VARCHAR) AS "_sync_id",
+  CAST("_synced_at" AS TIMESTAMPTZ) AS "_synced_at",
+  CAST("_node" AS VARCHAR) AS "_node",
+  CAST("email" AS VARCHAR) AS "email",
+  CAST("created" AS TIMESTAMPTZ) AS "created",
+  CAST("_raw" AS VARCHAR) AS "_raw",
+  CAST("_errors" AS VARCHAR[]) AS "_errors",
+  CAST(dt AS DATE) AS dt
+FROM read_parquet('s3://acme-sendgrid/sendgrid/objects/global_unsubscribes/*/*.parquet', hive_partitioning = true, hive_types = {'dt': DATE});
+
+-- global_unsubscribes: the latest version of each object still present: rows of the latest complete
+-- full snapshot and of the complete incremental ones after it. An object absent from the
+-- latest full snapshot is gone. Synced incremental (deletions show after a sync with --full-refresh).
+CREATE OR REPLACE VIEW sendgrid."global_unsubscribes_latest" AS
+SELECT h.* FROM sendgrid."global_unsubscribes_history" AS h
+JOIN sendgrid."sync_snapshots" AS s ON s.sync_id = h._sync_id AND s.collection = 'global_unsubscribes'
+WHERE s._sequence >= COALESCE((SELECT MAX(_sequence) FROM sendgrid."sync_snapshots" WHERE collection = 'global_unsubscribes' AND mode = 'full'), 0)
+QUALIFY ROW_NUMBER() OVER (PARTITION BY h."email" ORDER BY h._sequence DESC) = 1;
+
+-- invalid_emails: every version of every object, one row per object per sync (invalid addresses (GET /v3/suppression/invalid_emails)).
+CREATE OR REPLACE VIEW sendgrid."invalid_emails_history" AS
+SELECT
+  CAST("_sequence" AS BIGINT) AS "_sequence",
+  CAST("_sync_id" AS VARCHAR) AS "_sync_id",
+  CAST("_synced_at" AS TIMESTAMPTZ) AS "_synced_at",
+  CAST("_node" AS VARCHAR) AS "_node",
+  CAST("email" AS VARCHAR) AS "email",
+  CAST("created" AS TIMESTAMPTZ) AS "created",
+  CAST("reason" AS VARCHAR) AS "reason",
+  CAST("_raw" AS VARCHAR) AS "_raw",
+  CAST("_errors" AS VARCHAR[]) AS "_errors",
+  CAST(dt AS DATE) AS dt
+FROM read_parquet('s3://acme-sendgrid/sendgrid/objects/invalid_emails/*/*.parquet', hive_partitioning = true, hive_types = {'dt': DATE});
+
+-- invalid_emails: the latest version of each object still present: rows of the latest complete
+-- full snapshot and of the complete incremental ones after it. An object absent from the
+-- latest full snapshot is gone. Synced incremental (deletions show after a sync with --full-refresh).
+CREATE OR REPLACE VIEW sendgrid."invalid_emails_latest" AS
+SELECT h.* FROM sendgrid."invalid_emails_history" AS h
+JOIN sendgrid."sync_snapshots" AS s ON s.sync_id = h._sync_id AND s.collection = 'invalid_emails'
+WHERE s._sequence >= COALESCE((SELECT MAX(_sequence) FROM sendgrid."sync_snapshots" WHERE collection = 'invalid_emails' AND mode = 'full'), 0)
+QUALIFY ROW_NUMBER() OVER (PARTITION BY h."email" ORDER BY h._sequence DESC) = 1;
+
+-- lists: every version of every object, one row per object per sync (legacy Marketing Campaigns contact lists (GET /v3/contactdb/lists)).
+CREATE OR REPLACE VIEW sendgrid."lists_history" AS
+SELECT
+  CAST("_sequence" AS BIGINT) AS "_sequence",
+  CAST("_sync_id" AS VARCHAR) AS "_sync_id",
+  CAST("_synced_at" AS TIMESTAMPTZ) AS "_synced_at",
+  CAST("_node" AS VARCHAR) AS "_node",
+  CAST("id" AS BIGINT) AS "id",
+  CAST("name" AS VARCHAR) AS "name",
+  CAST("recipient_count" AS BIGINT) AS "recipient_count",
+  CAST("_raw" AS VARCHAR) AS "_raw",
+  CAST("_errors" AS VARCHAR[]) AS "_errors",
+  CAST(dt AS DATE) AS dt
+FROM read_parquet('s3://acme-sendgrid/sendgrid/objects/lists/*/*.parquet', hive_partitioning = true, hive_types = {'dt': DATE});
+
+-- lists: the latest version of each object still present: rows of the latest complete
+-- full snapshot and of the complete incremental ones after it. An object absent from the
+-- latest full snapshot is gone. Synced full.
+CREATE OR REPLACE VIEW sendgrid."lists_latest" AS
+SELECT h.* FROM sendgrid."lists_history" AS h
+JOIN sendgrid."sync_snapshots" AS s ON s.sync_id = h._sync_id AND s.collection = 'lists'
+WHERE s._sequence >= COALESCE((SELECT MAX(_sequence) FROM sendgrid."sync_snapshots" WHERE collection = 'lists' AND mode = 'full'), 0)
+QUALIFY ROW_NUMBER() OVER (PARTITION BY h."id" ORDER BY h._sequence DESC) = 1;
+
+-- mc_contacts: every version of every object, one row per object per sync (Marketing Campaigns contacts, through the export job (POST /v3/marketing/contacts/exports)).
+CREATE OR REPLACE VIEW sendgrid."mc_contacts_history" AS
+SELECT
+  CAST("_sequence" AS BIGINT) AS "_sequence",
+  CAST("_sync_id" AS VARCHAR) AS "_sync_id",
+  CAST("_synced_at" AS TIMESTAMPTZ) AS "_synced_at",
+  CAST("_node" AS VARCHAR) AS "_node",
+  CAST("contact_id" AS VARCHAR) AS "contact_id",
+  CAST("email" AS VARCHAR) AS "email",
+  CAST("first_name" AS VARCHAR) AS "first_name",
+  CAST("last_name" AS VARCHAR) AS "last_name",
+  CAST("phone_number" AS VARCHAR) AS "phone_number",
+  CAST("city" AS VARCHAR) AS "city",
+  CAST("state_province_region" AS VARCHAR) AS "state_province_region",
+  CAST("postal_code" AS VARCHAR) AS "postal_code",
+  CAST("country" AS VARCHAR) AS "country",
+  CAST("list_ids" AS VARCHAR[]) AS "list_ids",
+  CAST("created_at" AS TIMESTAMPTZ) AS "created_at",
+  CAST("updated_at" AS TIMESTAMPTZ) AS "updated_at",
+  CAST("_raw" AS VARCHAR) AS "_raw",
+  CAST("_errors" AS VARCHAR[]) AS "_errors",
+  CAST(dt AS DATE) AS dt
+FROM read_parquet('s3://acme-sendgrid/sendgrid/objects/mc_contacts/*/*.parquet', hive_partitioning = true, hive_types = {'dt': DATE});
+
+-- mc_contacts: the latest version of each object still present: rows of the latest complete
+-- full snapshot and of the complete incremental ones after it. An object absent from the
+-- latest full snapshot is gone. Synced full.
+CREATE OR REPLACE VIEW sendgrid."mc_contacts_latest" AS
+SELECT h.* FROM sendgrid."mc_contacts_history" AS h
+JOIN sendgrid."sync_snapshots" AS s ON s.sync_id = h._sync_id AND s.collection = 'mc_contacts'
+WHERE s._sequence >= COALESCE((SELECT MAX(_sequence) FROM sendgrid."sync_snapshots" WHERE collection = 'mc_contacts' AND mode = 'full'), 0)
+QUALIFY ROW_NUMBER() OVER (PARTITION BY h."contact_id" ORDER BY h._sequence DESC) = 1;
+
+-- mc_lists: every version of every object, one row per object per sync (Marketing Campaigns lists (GET /v3/marketing/lists)).
+CREATE OR REPLACE VIEW sendgrid."mc_lists_history" AS
+SELECT
+  CAST("_sequence" AS BIGINT) AS "_sequence",
+  CAST("_sync_id" AS VARCHAR) AS "_sync_id",
+  CAST("_synced_at" AS TIMESTAMPTZ) AS "_synced_at",
+  CAST("_node" AS VARCHAR) AS "_node",
+  CAST("id" AS VARCHAR) AS "id",
+  CAST("name" AS VARCHAR) AS "name",
+  CAST("contact_count" AS BIGINT) AS "contact_count",
+  CAST("_raw" AS VARCHAR) AS "_raw",
+  CAST("_errors" AS VARCHAR[]) AS "_errors",
+  CAST(dt AS DATE) AS dt
+FROM read_parquet('s3://acme-sendgrid/sendgrid/objects/mc_lists/*/*.parquet', hive_partitioning = true, hive_types = {'dt': DATE});
+
+-- mc_lists: the latest version of each object still present: rows of the latest complete
+-- full snapshot and of the complete incremental ones after it. An object absent from the
+-- latest full snapshot is gone. Synced full.
+CREATE OR REPLACE VIEW sendgrid."mc_lists_latest" AS
+SELECT h.* FROM sendgrid."mc_lists_history" AS h
+JOIN sendgrid."sync_snapshots" AS s ON s.sync_id = h._sync_id AND s.collection = 'mc_lists'
+WHERE s._sequence >= COALESCE((SELECT MAX(_sequence) FROM sendgrid."sync_snapshots" WHERE collection = 'mc_lists' AND mode = 'full'), 0)
+QUALIFY ROW_NUMBER() OVER (PARTITION BY h."id" ORDER BY h._sequence DESC) = 1;
+
+-- mc_segments: every version of every object, one row per object per sync (Marketing Campaigns segments 2.0 (GET /v3/marketing/segments/2.0)).
+CREATE OR REPLACE VIEW sendgrid."mc_segments_history" AS
+SELECT
+  CAST("_sequence" AS BIGINT) AS "_sequence",
+  CAST("_sync_id" AS VARCHAR) AS "_sync_id",
+  CAST("_synced_at" AS TIMESTAMPTZ) AS "_synced_at",
+  CAST("_node" AS VARCHAR) AS "_node",
+  CAST("id" AS VARCHAR) AS "id",
+  CAST("name" AS VARCHAR) AS "name",
+  CAST("contacts_count" AS BIGINT) AS "contacts_count",
+  CAST("created_at" AS TIMESTAMPTZ) AS "created_at",
+  CAST("updated_at" AS TIMESTAMPTZ) AS "updated_at",
+  CAST("sample_updated_at" AS TIMESTAMPTZ) AS "sample_updated_at",
+  CAST("next_sample_update" AS TIMESTAMPTZ) AS "next_sample_update",
+  CAST("parent_list_ids" AS VARCHAR[]) AS "parent_list_ids",
+  CAST("query_version" AS VARCHAR) AS "query_version",
+  CAST("status" AS VARCHAR) AS "status",
+  CAST("_raw" AS VARCHAR) AS "_raw",
+  CAST("_errors" AS VARCHAR[]) AS "_errors",
+  CAST(dt AS DATE) AS dt
+FROM read_parquet('s3://acme-sendgrid/sendgrid/objects/mc_segments/*/*.parquet', hive_partitioning = true, hive_types = {'dt': DATE});
+
+-- mc_segments: the latest version of each object still present: rows of the latest complete
+-- full snapshot and of the complete incremental ones after it. An object absent from the
+-- latest full snapshot is gone. Synced full.
+CREATE OR REPLACE VIEW sendgrid."mc_segments_latest" AS
+SELECT h.* FROM sendgrid."mc_segments_history" AS h
+JOIN sendgrid."sync_snapshots" AS s ON s.sync_id = h._sync_id AND s.collection = 'mc_segments'
+WHERE s._sequence >= COALESCE((SELECT MAX(_sequence) FROM sendgrid."sync_snapshots" WHERE collection = 'mc_segments' AND mode = 'full'), 0)
+QUALIFY ROW_NUMBER() OVER (PARTITION BY h."id" ORDER BY h._sequence DESC) = 1;
+
+-- recipients: every version of every object, one row per object per sync (legacy Marketing Campaigns recipients (GET /v3/contactdb/recipients)).
+CREATE OR REPLACE VIEW sendgrid."recipients_history" AS
+SELECT
+  CAST("_sequence" AS BIGINT) AS "_sequence",
+  CAST("_sync_id" AS VARCHAR) AS "_sync_id",
+  CAST("_synced_at" AS TIMESTAMPTZ) AS "_synced_at",
+  CAST("_node" AS VARCHAR) AS "_node",
+  CAST("id" AS VARCHAR) AS "id",
+  CAST("email" AS VARCHAR) AS "email",
+  CAST("first_name" AS VARCHAR) AS "first_name",
+  CAST("last_name" AS VARCHAR) AS "last_name",
+  CAST("created_at" AS TIMESTAMPTZ) AS "created_at",
+  CAST("updated_at" AS TIMESTAMPTZ) AS "updated_at",
+  CAST("last_emailed" AS TIMESTAMPTZ) AS "last_emailed",
+  CAST("last_clicked" AS TIMESTAMPTZ) AS "last_clicked",
+  CAST("last_opened" AS TIMESTAMPTZ) AS "last_opened",
+  CAST("custom_fields" AS VARCHAR) AS "custom_fields",
+  CAST("_raw" AS VARCHAR) AS "_raw",
+  CAST("_errors" AS VARCHAR[]) AS "_errors",
+  CAST(dt AS DATE) AS dt
+FROM read_parquet('s3://acme-sendgrid/sendgrid/objects/recipients/*/*.parquet', hive_partitioning = true, hive_types = {'dt': DATE});
+
+-- recipients: the latest version of each object still present: rows of the latest complete
+-- full snapshot and of the complete incremental ones after it. An object absent from the
+-- latest full snapshot is gone. Synced full.
+CREATE OR REPLACE VIEW sendgrid."recipients_latest" AS
+SELECT h.* FROM sendgrid."recipients_history" AS h
+JOIN sendgrid."sync_snapshots" AS s ON s.sync_id = h._sync_id AND s.collection = 'recipients'
+WHERE s._sequence >= COALESCE((SELECT MAX(_sequence) FROM sendgrid."sync_snapshots" WHERE collection = 'recipients' AND mode = 'full'), 0)
+QUALIFY ROW_NUMBER() OVER (PARTITION BY h."id" ORDER BY h._sequence DESC) = 1;
+
+-- segments: every version of every object, one row per object per sync (legacy Marketing Campaigns segments (GET /v3/contactdb/segments)).
+CREATE OR REPLACE VIEW sendgrid."segments_history" AS
+SELECT
+  CAST("_sequence" AS BIGINT) AS "_sequence",
+  CAST("_sync_id" AS VARCHAR) AS "_sync_id",
+  CAST("_synced_at" AS TIMESTAMPTZ) AS "_synced_at",
+  CAST("_node" AS VARCHAR) AS "_node",
+  CAST("id" AS BIGINT) AS "id",
+  CAST("name" AS VARCHAR) AS "name",
+  CAST("list_id" AS BIGINT) AS "list_id",
+  CAST("recipient_count" AS BIGINT) AS "recipient_count",
+  CAST("conditions" AS VARCHAR) AS "conditions",
+  CAST("_raw" AS VARCHAR) AS "_raw",
+  CAST("_errors" AS VARCHAR[]) AS "_errors",
+  CAST(dt AS DATE) AS dt
+FROM read_parquet('s3://acme-sendgrid/sendgrid/objects/segments/*/*.parquet', hive_partitioning = true, hive_types = {'dt': DATE});
+
+-- segments: the latest version of each object still present: rows of the latest complete
+-- full snapshot and of the complete incremental ones after it. An object absent from the
+-- latest full snapshot is gone. Synced full.
+CREATE OR REPLACE VIEW sendgrid."segments_latest" AS
+SELECT h.* FROM sendgrid."segments_history" AS h
+JOIN sendgrid."sync_snapshots" AS s ON s.sync_id = h._sync_id AND s.collection = 'segments'
+WHERE s._sequence >= COALESCE((SELECT MAX(_sequence) FROM sendgrid."sync_snapshots" WHERE collection = 'segments' AND mode = 'full'), 0)
+QUALIFY ROW_NUMBER() OVER (PARTITION BY h."id" ORDER BY h._sequence DESC) = 1;
+
+-- singlesends: every version of every object, one row per object per sync (single sends (GET /v3/marketing/singlesends)).
+CREATE OR REPLACE VIEW sendgrid."singlesends_history" AS
+SELECT
+  CAST("_sequence" AS BIGINT) AS "_sequence",
+  CAST("_sync_id" AS VARCHAR) AS "_sync_id",
+  CAST("_synced_at" AS TIMESTAMPTZ) AS "_synced_at",
+  CAST("_node" AS VARCHAR) AS "_node",
+  CAST("id" AS VARCHAR) AS "id",
+  CAST("name" AS VARCHAR) AS "name",
+  CAST("status" AS VARCHAR) AS "status",
+  CAST("categories" AS VARCHAR[]) AS "categories",
+  CAST("send_at" AS TIMESTAMPTZ) AS "send_at",
+  CAST("is_abtest" AS BOOLEAN) AS "is_abtest",
+  CAST("created_at" AS TIMESTAMPTZ) AS "created_at",
+  CAST("updated_at" AS TIMESTAMPTZ) AS "updated_at",
+  CAST("_raw" AS VARCHAR) AS "_raw",
+  CAST("_errors" AS VARCHAR[]) AS "_errors",
+  CAST(dt AS DATE) AS dt
+FROM read_parquet('s3://acme-sendgrid/sendgrid/objects/singlesends/*/*.parquet', hive_partitioning = true, hive_types = {'dt': DATE});
+
+-- singlesends: the latest version of each object still present: rows of the latest complete
+-- full snapshot and of the complete incremental ones after it. An object absent from the
+-- latest full snapshot is gone. Synced full.
+CREATE OR REPLACE VIEW sendgrid."singlesends_latest" AS
+SELECT h.* FROM sendgrid."singlesends_history" AS h
+JOIN sendgrid."sync_snapshots" AS s ON s.sync_id = h._sync_id AND s.collection = 'singlesends'
+WHERE s._sequence >= COALESCE((SELECT MAX(_sequence) FROM sendgrid."sync_snapshots" WHERE collection = 'singlesends' AND mode = 'full'), 0)
+QUALIFY ROW_NUMBER() OVER (PARTITION BY h."id" ORDER BY h._sequence DESC) = 1;
+
+-- spam_reports: every version of every object, one row per object per sync (spam reports (GET /v3/suppression/spam_reports)).
+CREATE OR REPLACE VIEW sendgrid."spam_reports_history" AS
+SELECT
+  CAST("_sequence" AS BIGINT) AS "_sequence",
+  CAST("_sync_id" AS VARCHAR) AS "_sync_id",
+  CAST("_synced_at" AS TIMESTAMPTZ) AS "_synced_at",
+  CAST("_node" AS VARCHAR) AS "_node",
+  CAST("email" AS VARCHAR) AS "email",
+  CAST("created" AS TIMESTAMPTZ) AS "created",
+  CAST("ip" AS VARCHAR) AS "ip",
+  CAST("_raw" AS VARCHAR) AS "_raw",
+  CAST("_errors" AS VARCHAR[]) AS "_errors",
+  CAST(dt AS DATE) AS dt
+FROM read_parquet('s3://acme-sendgrid/sendgrid/objects/spam_reports/*/*.parquet', hive_partitioning = true, hive_types = {'dt': DATE});
+
+-- spam_reports: the latest version of each object still present: rows of the latest complete
+-- full snapshot and of the complete incremental ones after it. An object absent from the
+-- latest full snapshot is gone. Synced incremental (deletions show after a sync with --full-refresh).
+CREATE OR REPLACE VIEW sendgrid."spam_reports_latest" AS
+SELECT h.* FROM sendgrid."spam_reports_history" AS h
+JOIN sendgrid."sync_snapshots" AS s ON s.sync_id = h._sync_id AND s.collection = 'spam_reports'
+WHERE s._sequence >= COALESCE((SELECT MAX(_sequence) FROM sendgrid."sync_snapshots" WHERE collection = 'spam_reports' AND mode = 'full'), 0)
+QUALIFY ROW_NUMBER() OVER (PARTITION BY h."email" ORDER BY h._sequence DESC) = 1;
+
+-- templates: every version of every object, one row per object per sync (legacy and dynamic templates (GET /v3/templates?generations=legacy,dynamic)).
+CREATE OR REPLACE VIEW sendgrid."templates_history" AS
+SELECT
+  CAST("_sequence" AS BIGINT) AS "_sequence",
+  CAST("_sync_id" AS VARCHAR) AS "_sync_id",
+  CAST("_synced_at" AS TIMESTAMPTZ) AS "_synced_at",
+  CAST("_node" AS VARCHAR) AS "_node",
+  CAST("id" AS VARCHAR) AS "id",
+  CAST("name" AS VARCHAR) AS "name",
+  CAST("generation" AS VARCHAR) AS "generation",
+  CAST("updated_at" AS TIMESTAMPTZ) AS "updated_at",
+  CAST("versions" AS VARCHAR) AS "versions",
+  CAST("_raw" AS VARCHAR) AS "_raw",
+  CAST("_errors" AS VARCHAR[]) AS "_errors",
+  CAST(dt AS DATE) AS dt
+FROM read_parquet('s3://acme-sendgrid/sendgrid/objects/templates/*/*.parquet', hive_partitioning = true, hive_types = {'dt': DATE});
+
+-- templates: the latest version of each object still present: rows of the latest complete
+-- full snapshot and of the complete incremental ones after it. An object absent from the
+-- latest full snapshot is gone. Synced full.
+CREATE OR REPLACE VIEW sendgrid."templates_latest" AS
+SELECT h.* FROM sendgrid."templates_history" AS h
+JOIN sendgrid."sync_snapshots" AS s ON s.sync_id = h._sync_id AND s.collection = 'templates'
+WHERE s._sequence >= COALESCE((SELECT MAX(_sequence) FROM sendgrid."sync_snapshots" WHERE collection = 'templates' AND mode = 'full'), 0)
+QUALIFY ROW_NUMBER() OVER (PARTITION BY h."id" ORDER BY h._sequence DESC) = 1;
+
+-- unsubscribe_group_members: every version of every object, one row per object per sync (members of each unsubscribe group (GET /v3/asm/groups/{id}/suppressions)).
+CREATE OR REPLACE VIEW sendgrid."unsubscribe_group_members_history" AS
+SELECT
+  CAST("_sequence" AS BIGINT) AS "_sequence",
+  CAST("_sync_id" AS VARCHAR) AS "_sync_id",
+  CAST("_synced_at" AS TIMESTAMPTZ) AS "_synced_at",
+  CAST("_node" AS VARCHAR) AS "_node",
+  CAST("group_id" AS BIGINT) AS "group_id",
+  CAST("email" AS VARCHAR) AS "email",
+  CAST("_raw" AS VARCHAR) AS "_raw",
+  CAST("_errors" AS VARCHAR[]) AS "_errors",
+  CAST(dt AS DATE) AS dt
+FROM read_parquet('s3://acme-sendgrid/sendgrid/objects/unsubscribe_group_members/*/*.parquet', hive_partitioning = true, hive_types = {'dt': DATE});
+
+-- unsubscribe_group_members: the latest version of each object still present: rows of the latest complete
+-- full snapshot and of the complete incremental ones after it. An object absent from the
+-- latest full snapshot is gone. Synced full.
+CREATE OR REPLACE VIEW sendgrid."unsubscribe_group_members_latest" AS
+SELECT h.* FROM sendgrid."unsubscribe_group_members_history" AS h
+JOIN sendgrid."sync_snapshots" AS s ON s.sync_id = h._sync_id AND s.collection = 'unsubscribe_group_members'
+WHERE s._sequence >= COALESCE((SELECT MAX(_sequence) FROM sendgrid."sync_snapshots" WHERE collection = 'unsubscribe_group_members' AND mode = 'full'), 0)
+QUALIFY ROW_NUMBER() OVER (PARTITION BY h."group_id", h."email" ORDER BY h._sequence DESC) = 1;
+
+-- unsubscribe_groups: every version of every object, one row per object per sync (unsubscribe (ASM) groups (GET /v3/asm/groups)).
+CREATE OR REPLACE VIEW sendgrid."unsubscribe_groups_history" AS
+SELECT
+  CAST("_sequence" AS BIGINT) AS "_sequence",
+  CAST("_sync_id" AS VARCHAR) AS "_sync_id",
+  CAST("_synced_at" AS TIMESTAMPTZ) AS "_synced_at",
+  CAST("_node" AS VARCHAR) AS "_node",
+  CAST("id" AS BIGINT) AS "id",
+  CAST("name" AS VARCHAR) AS "name",
+  CAST("description" AS VARCHAR) AS "description",
+  CAST("is_default" AS BOOLEAN) AS "is_default",
+  CAST("unsubscribes" AS BIGINT) AS "unsubscribes",
+  CAST("_raw" AS VARCHAR) AS "_raw",
+  CAST("_errors" AS VARCHAR[]) AS "_errors",
+  CAST(dt AS DATE) AS dt
+FROM read_parquet('s3://acme-sendgrid/sendgrid/objects/unsubscribe_groups/*/*.parquet', hive_partitioning = true, hive_types = {'dt': DATE});
+
+-- unsubscribe_groups: the latest version of each object still present: rows of the latest complete
+-- full snapshot and of the complete incremental ones after it. An object absent from the
+-- latest full snapshot is gone. Synced full.
+CREATE OR REPLACE VIEW sendgrid."unsubscribe_groups_latest" AS
+SELECT h.* FROM sendgrid."unsubscribe_groups_history" AS h
+JOIN sendgrid."sync_snapshots" AS s ON s.sync_id = h._sync_id AND s.collection = 'unsubscribe_groups'
+WHERE s._sequence >= COALESCE((SELECT MAX(_sequence) FROM sendgrid."sync_snapshots" WHERE collection = 'unsubscribe_groups' AND mode = 'full'), 0)
+QUALIFY ROW_NUMBER() OVER (PARTITION BY h."id" ORDER BY h._sequence DESC) = 1;
+

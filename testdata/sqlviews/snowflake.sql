@@ -166,3 +166,568 @@ SELECT
   dt
 FROM analytics.sendgrid.events;
 
+-- Every complete snapshot sync took. A snapshot is listed only once all its rows are in.
+CREATE OR REPLACE EXTERNAL TABLE analytics.sendgrid.sync_snapshots (
+  dt DATE AS (TO_DATE(SPLIT_PART(SPLIT_PART(METADATA$FILENAME, '/dt=', 2), '/', 1))),
+  _sequence NUMBER(38,0) AS (VALUE:"_sequence"::NUMBER(38,0)),
+  _sync_id VARCHAR AS (VALUE:"_sync_id"::VARCHAR),
+  _synced_at TIMESTAMP_TZ AS (VALUE:"_synced_at"::TIMESTAMP_TZ),
+  _node VARCHAR AS (VALUE:"_node"::VARCHAR),
+  collection VARCHAR AS (VALUE:"collection"::VARCHAR),
+  sync_id VARCHAR AS (VALUE:"sync_id"::VARCHAR),
+  mode VARCHAR AS (VALUE:"mode"::VARCHAR),
+  rows NUMBER(38,0) AS (VALUE:"rows"::NUMBER(38,0)),
+  pages NUMBER(38,0) AS (VALUE:"pages"::NUMBER(38,0)),
+  since TIMESTAMP_TZ AS (VALUE:"since"::TIMESTAMP_TZ),
+  started_at TIMESTAMP_TZ AS (VALUE:"started_at"::TIMESTAMP_TZ),
+  finished_at TIMESTAMP_TZ AS (VALUE:"finished_at"::TIMESTAMP_TZ),
+  _raw VARCHAR AS (VALUE:"_raw"::VARCHAR),
+  _errors ARRAY AS (VALUE:"_errors"::ARRAY)
+)
+PARTITION BY (dt)
+LOCATION = @analytics.sendgrid.sgload_stage/objects/sync_snapshots/
+FILE_FORMAT = (TYPE = PARQUET)
+AUTO_REFRESH = FALSE;
+
+ALTER EXTERNAL TABLE analytics.sendgrid.sync_snapshots REFRESH;
+
+-- blocks: every version of every object, one row per object per sync (blocked addresses (GET /v3/suppression/blocks)).
+CREATE OR REPLACE EXTERNAL TABLE analytics.sendgrid.blocks_history (
+  dt DATE AS (TO_DATE(SPLIT_PART(SPLIT_PART(METADATA$FILENAME, '/dt=', 2), '/', 1))),
+  _sequence NUMBER(38,0) AS (VALUE:"_sequence"::NUMBER(38,0)),
+  _sync_id VARCHAR AS (VALUE:"_sync_id"::VARCHAR),
+  _synced_at TIMESTAMP_TZ AS (VALUE:"_synced_at"::TIMESTAMP_TZ),
+  _node VARCHAR AS (VALUE:"_node"::VARCHAR),
+  email VARCHAR AS (VALUE:"email"::VARCHAR),
+  created TIMESTAMP_TZ AS (VALUE:"created"::TIMESTAMP_TZ),
+  reason VARCHAR AS (VALUE:"reason"::VARCHAR),
+  status VARCHAR AS (VALUE:"status"::VARCHAR),
+  _raw VARCHAR AS (VALUE:"_raw"::VARCHAR),
+  _errors ARRAY AS (VALUE:"_errors"::ARRAY)
+)
+PARTITION BY (dt)
+LOCATION = @analytics.sendgrid.sgload_stage/objects/blocks/
+FILE_FORMAT = (TYPE = PARQUET)
+AUTO_REFRESH = FALSE;
+
+ALTER EXTERNAL TABLE analytics.sendgrid.blocks_history REFRESH;
+
+-- blocks: the latest version of each object still present: rows of the latest complete
+-- full snapshot and of the complete incremental ones after it. An object absent from the
+-- latest full snapshot is gone. Synced incremental (deletions show after a sync with --full-refresh).
+CREATE OR REPLACE VIEW analytics.sendgrid.blocks_latest AS
+SELECT h.* FROM analytics.sendgrid.blocks_history AS h
+JOIN analytics.sendgrid.sync_snapshots AS s ON s.sync_id = h._sync_id AND s.collection = 'blocks'
+WHERE s._sequence >= COALESCE((SELECT MAX(_sequence) FROM analytics.sendgrid.sync_snapshots WHERE collection = 'blocks' AND mode = 'full'), 0)
+QUALIFY ROW_NUMBER() OVER (PARTITION BY h.email ORDER BY h._sequence DESC) = 1;
+
+-- bounces: every version of every object, one row per object per sync (bounced addresses (GET /v3/suppression/bounces)).
+CREATE OR REPLACE EXTERNAL TABLE analytics.sendgrid.bounces_history (
+  dt DATE AS (TO_DATE(SPLIT_PART(SPLIT_PART(METADATA$FILENAME, '/dt=', 2), '/', 1))),
+  _sequence NUMBER(38,0) AS (VALUE:"_sequence"::NUMBER(38,0)),
+  _sync_id VARCHAR AS (VALUE:"_sync_id"::VARCHAR),
+  _synced_at TIMESTAMP_TZ AS (VALUE:"_synced_at"::TIMESTAMP_TZ),
+  _node VARCHAR AS (VALUE:"_node"::VARCHAR),
+  email VARCHAR AS (VALUE:"email"::VARCHAR),
+  created TIMESTAMP_TZ AS (VALUE:"created"::TIMESTAMP_TZ),
+  reason VARCHAR AS (VALUE:"reason"::VARCHAR),
+  status VARCHAR AS (VALUE:"status"::VARCHAR),
+  _raw VARCHAR AS (VALUE:"_raw"::VARCHAR),
+  _errors ARRAY AS (VALUE:"_errors"::ARRAY)
+)
+PARTITION BY (dt)
+LOCATION = @analytics.sendgrid.sgload_stage/objects/bounces/
+FILE_FORMAT = (TYPE = PARQUET)
+AUTO_REFRESH = FALSE;
+
+ALTER EXTERNAL TABLE analytics.sendgrid.bounces_history REFRESH;
+
+-- bounces: the latest version of each object still present: rows of the latest complete
+-- full snapshot and of the complete incremental ones after it. An object absent from the
+-- latest full snapshot is gone. Synced incremental (deletions show after a sync with --full-refresh).
+CREATE OR REPLACE VIEW analytics.sendgrid.bounces_latest AS
+SELECT h.* FROM analytics.sendgrid.bounces_history AS h
+JOIN analytics.sendgrid.sync_snapshots AS s ON s.sync_id = h._sync_id AND s.collection = 'bounces'
+WHERE s._sequence >= COALESCE((SELECT MAX(_sequence) FROM analytics.sendgrid.sync_snapshots WHERE collection = 'bounces' AND mode = 'full'), 0)
+QUALIFY ROW_NUMBER() OVER (PARTITION BY h.email ORDER BY h._sequence DESC) = 1;
+
+-- campaigns: every version of every object, one row per object per sync (legacy Marketing Campaigns campaigns (GET /v3/campaigns)).
+CREATE OR REPLACE EXTERNAL TABLE analytics.sendgrid.campaigns_history (
+  dt DATE AS (TO_DATE(SPLIT_PART(SPLIT_PART(METADATA$FILENAME, '/dt=', 2), '/', 1))),
+  _sequence NUMBER(38,0) AS (VALUE:"_sequence"::NUMBER(38,0)),
+  _sync_id VARCHAR AS (VALUE:"_sync_id"::VARCHAR),
+  _synced_at TIMESTAMP_TZ AS (VALUE:"_synced_at"::TIMESTAMP_TZ),
+  _node VARCHAR AS (VALUE:"_node"::VARCHAR),
+  id NUMBER(38,0) AS (VALUE:"id"::NUMBER(38,0)),
+  title VARCHAR AS (VALUE:"title"::VARCHAR),
+  subject VARCHAR AS (VALUE:"subject"::VARCHAR),
+  sender_id NUMBER(38,0) AS (VALUE:"sender_id"::NUMBER(38,0)),
+  list_ids ARRAY AS (VALUE:"list_ids"::ARRAY),
+  segment_ids ARRAY AS (VALUE:"segment_ids"::ARRAY),
+  categories ARRAY AS (VALUE:"categories"::ARRAY),
+  suppression_group_id NUMBER(38,0) AS (VALUE:"suppression_group_id"::NUMBER(38,0)),
+  custom_unsubscribe_url VARCHAR AS (VALUE:"custom_unsubscribe_url"::VARCHAR),
+  ip_pool VARCHAR AS (VALUE:"ip_pool"::VARCHAR),
+  editor VARCHAR AS (VALUE:"editor"::VARCHAR),
+  status VARCHAR AS (VALUE:"status"::VARCHAR),
+  html_content VARCHAR AS (VALUE:"html_content"::VARCHAR),
+  plain_content VARCHAR AS (VALUE:"plain_content"::VARCHAR),
+  _raw VARCHAR AS (VALUE:"_raw"::VARCHAR),
+  _errors ARRAY AS (VALUE:"_errors"::ARRAY)
+)
+PARTITION BY (dt)
+LOCATION = @analytics.sendgrid.sgload_stage/objects/campaigns/
+FILE_FORMAT = (TYPE = PARQUET)
+AUTO_REFRESH = FALSE;
+
+ALTER EXTERNAL TABLE analytics.sendgrid.campaigns_history REFRESH;
+
+-- campaigns: the latest version of each object still present: rows of the latest complete
+-- full snapshot and of the complete incremental ones after it. An object absent from the
+-- latest full snapshot is gone. Synced full.
+CREATE OR REPLACE VIEW analytics.sendgrid.campaigns_latest AS
+SELECT h.* FROM analytics.sendgrid.campaigns_history AS h
+JOIN analytics.sendgrid.sync_snapshots AS s ON s.sync_id = h._sync_id AND s.collection = 'campaigns'
+WHERE s._sequence >= COALESCE((SELECT MAX(_sequence) FROM analytics.sendgrid.sync_snapshots WHERE collection = 'campaigns' AND mode = 'full'), 0)
+QUALIFY ROW_NUMBER() OVER (PARTITION BY h.id ORDER BY h._sequence DESC) = 1;
+
+-- field_definitions: every version of every object, one row per object per sync (custom and reserved field definitions (GET /v3/marketing/field_definitions)).
+CREATE OR REPLACE EXTERNAL TABLE analytics.sendgrid.field_definitions_history (
+  dt DATE AS (TO_DATE(SPLIT_PART(SPLIT_PART(METADATA$FILENAME, '/dt=', 2), '/', 1))),
+  _sequence NUMBER(38,0) AS (VALUE:"_sequence"::NUMBER(38,0)),
+  _sync_id VARCHAR AS (VALUE:"_sync_id"::VARCHAR),
+  _synced_at TIMESTAMP_TZ AS (VALUE:"_synced_at"::TIMESTAMP_TZ),
+  _node VARCHAR AS (VALUE:"_node"::VARCHAR),
+  id VARCHAR AS (VALUE:"id"::VARCHAR),
+  name VARCHAR AS (VALUE:"name"::VARCHAR),
+  field_type VARCHAR AS (VALUE:"field_type"::VARCHAR),
+  read_only BOOLEAN AS (VALUE:"read_only"::BOOLEAN),
+  reserved BOOLEAN AS (VALUE:"reserved"::BOOLEAN),
+  _raw VARCHAR AS (VALUE:"_raw"::VARCHAR),
+  _errors ARRAY AS (VALUE:"_errors"::ARRAY)
+)
+PARTITION BY (dt)
+LOCATION = @analytics.sendgrid.sgload_stage/objects/field_definitions/
+FILE_FORMAT = (TYPE = PARQUET)
+AUTO_REFRESH = FALSE;
+
+ALTER EXTERNAL TABLE analytics.sendgrid.field_definitions_history REFRESH;
+
+-- field_definitions: the latest version of each object still present: rows of the latest complete
+-- full snapshot and of the complete incremental ones after it. An object absent from the
+-- latest full snapshot is gone. Synced full.
+CREATE OR REPLACE VIEW analytics.sendgrid.field_definitions_latest AS
+SELECT h.* FROM analytics.sendgrid.field_definitions_history AS h
+JOIN analytics.sendgrid.sync_snapshots AS s ON s.sync_id = h._sync_id AND s.collection = 'field_definitions'
+WHERE s._sequence >= COALESCE((SELECT MAX(_sequence) FROM analytics.sendgrid.sync_snapshots WHERE collection = 'field_definitions' AND mode = 'full'), 0)
+QUALIFY ROW_NUMBER() OVER (PARTITION BY h.id ORDER BY h._sequence DESC) = 1;
+
+-- global_unsubscribes: every version of every object, one row per object per sync (global unsubscribes (GET /v3/suppression/unsubscribes)).
+CREATE OR REPLACE EXTERNAL TABLE analytics.sendgrid.global_unsubscribes_history (
+  dt DATE AS (TO_DATE(SPLIT_PART(SPLIT_PART(METADATA$FILENAME, '/dt=', 2), '/', 1))),
+  _sequence NUMBER(38,0) AS (VALUE:"_sequence"::NUMBER(38,0)),
+  _sync_id VARCHAR AS (VALUE:"_sync_id"::VARCHAR),
+  _synced_at TIMESTAMP_TZ AS (VALUE:"_synced_at"::TIMESTAMP_TZ),
+  _node VARCHAR AS (VALUE:"_node"::VARCHAR),
+  email VARCHAR AS (VALUE:"email"::VARCHAR),
+  created TIMESTAMP_TZ AS (VALUE:"created"::TIMESTAMP_TZ),
+  _raw VARCHAR AS (VALUE:"_raw"::VARCHAR),
+  _errors ARRAY AS (VALUE:"_errors"::ARRAY)
+)
+PARTITION BY (dt)
+LOCATION = @analytics.sendgrid.sgload_stage/objects/global_unsubscribes/
+FILE_FORMAT = (TYPE = PARQUET)
+AUTO_REFRESH = FALSE;
+
+ALTER EXTERNAL TABLE analytics.sendgrid.global_unsubscribes_history REFRESH;
+
+-- global_unsubscribes: the latest version of each object still present: rows of the latest complete
+-- full snapshot and of the complete incremental ones after it. An object absent from the
+-- latest full snapshot is gone. Synced incremental (deletions show after a sync with --full-refresh).
+CREATE OR REPLACE VIEW analytics.sendgrid.global_unsubscribes_latest AS
+SELECT h.* FROM analytics.sendgrid.global_unsubscribes_history AS h
+JOIN analytics.sendgrid.sync_snapshots AS s ON s.sync_id = h._sync_id AND s.collection = 'global_unsubscribes'
+WHERE s._sequence >= COALESCE((SELECT MAX(_sequence) FROM analytics.sendgrid.sync_snapshots WHERE collection = 'global_unsubscribes' AND mode = 'full'), 0)
+QUALIFY ROW_NUMBER() OVER (PARTITION BY h.email ORDER BY h._sequence DESC) = 1;
+
+-- invalid_emails: every version of every object, one row per object per sync (invalid addresses (GET /v3/suppression/invalid_emails)).
+CREATE OR REPLACE EXTERNAL TABLE analytics.sendgrid.invalid_emails_history (
+  dt DATE AS (TO_DATE(SPLIT_PART(SPLIT_PART(METADATA$FILENAME, '/dt=', 2), '/', 1))),
+  _sequence NUMBER(38,0) AS (VALUE:"_sequence"::NUMBER(38,0)),
+  _sync_id VARCHAR AS (VALUE:"_sync_id"::VARCHAR),
+  _synced_at TIMESTAMP_TZ AS (VALUE:"_synced_at"::TIMESTAMP_TZ),
+  _node VARCHAR AS (VALUE:"_node"::VARCHAR),
+  email VARCHAR AS (VALUE:"email"::VARCHAR),
+  created TIMESTAMP_TZ AS (VALUE:"created"::TIMESTAMP_TZ),
+  reason VARCHAR AS (VALUE:"reason"::VARCHAR),
+  _raw VARCHAR AS (VALUE:"_raw"::VARCHAR),
+  _errors ARRAY AS (VALUE:"_errors"::ARRAY)
+)
+PARTITION BY (dt)
+LOCATION = @analytics.sendgrid.sgload_stage/objects/invalid_emails/
+FILE_FORMAT = (TYPE = PARQUET)
+AUTO_REFRESH = FALSE;
+
+ALTER EXTERNAL TABLE analytics.sendgrid.invalid_emails_history REFRESH;
+
+-- invalid_emails: the latest version of each object still present: rows of the latest complete
+-- full snapshot and of the complete incremental ones after it. An object absent from the
+-- latest full snapshot is gone. Synced incremental (deletions show after a sync with --full-refresh).
+CREATE OR REPLACE VIEW analytics.sendgrid.invalid_emails_latest AS
+SELECT h.* FROM analytics.sendgrid.invalid_emails_history AS h
+JOIN analytics.sendgrid.sync_snapshots AS s ON s.sync_id = h._sync_id AND s.collection = 'invalid_emails'
+WHERE s._sequence >= COALESCE((SELECT MAX(_sequence) FROM analytics.sendgrid.sync_snapshots WHERE collection = 'invalid_emails' AND mode = 'full'), 0)
+QUALIFY ROW_NUMBER() OVER (PARTITION BY h.email ORDER BY h._sequence DESC) = 1;
+
+-- lists: every version of every object, one row per object per sync (legacy Marketing Campaigns contact lists (GET /v3/contactdb/lists)).
+CREATE OR REPLACE EXTERNAL TABLE analytics.sendgrid.lists_history (
+  dt DATE AS (TO_DATE(SPLIT_PART(SPLIT_PART(METADATA$FILENAME, '/dt=', 2), '/', 1))),
+  _sequence NUMBER(38,0) AS (VALUE:"_sequence"::NUMBER(38,0)),
+  _sync_id VARCHAR AS (VALUE:"_sync_id"::VARCHAR),
+  _synced_at TIMESTAMP_TZ AS (VALUE:"_synced_at"::TIMESTAMP_TZ),
+  _node VARCHAR AS (VALUE:"_node"::VARCHAR),
+  id NUMBER(38,0) AS (VALUE:"id"::NUMBER(38,0)),
+  name VARCHAR AS (VALUE:"name"::VARCHAR),
+  recipient_count NUMBER(38,0) AS (VALUE:"recipient_count"::NUMBER(38,0)),
+  _raw VARCHAR AS (VALUE:"_raw"::VARCHAR),
+  _errors ARRAY AS (VALUE:"_errors"::ARRAY)
+)
+PARTITION BY (dt)
+LOCATION = @analytics.sendgrid.sgload_stage/objects/lists/
+FILE_FORMAT = (TYPE = PARQUET)
+AUTO_REFRESH = FALSE;
+
+ALTER EXTERNAL TABLE analytics.sendgrid.lists_history REFRESH;
+
+-- lists: the latest version of each object still present: rows of the latest complete
+-- full snapshot and of the complete incremental ones after it. An object absent from the
+-- latest full snapshot is gone. Synced full.
+CREATE OR REPLACE VIEW analytics.sendgrid.lists_latest AS
+SELECT h.* FROM analytics.sendgrid.lists_history AS h
+JOIN analytics.sendgrid.sync_snapshots AS s ON s.sync_id = h._sync_id AND s.collection = 'lists'
+WHERE s._sequence >= COALESCE((SELECT MAX(_sequence) FROM analytics.sendgrid.sync_snapshots WHERE collection = 'lists' AND mode = 'full'), 0)
+QUALIFY ROW_NUMBER() OVER (PARTITION BY h.id ORDER BY h._sequence DESC) = 1;
+
+-- mc_contacts: every version of every object, one row per object per sync (Marketing Campaigns contacts, through the export job (POST /v3/marketing/contacts/exports)).
+CREATE OR REPLACE EXTERNAL TABLE analytics.sendgrid.mc_contacts_history (
+  dt DATE AS (TO_DATE(SPLIT_PART(SPLIT_PART(METADATA$FILENAME, '/dt=', 2), '/', 1))),
+  _sequence NUMBER(38,0) AS (VALUE:"_sequence"::NUMBER(38,0)),
+  _sync_id VARCHAR AS (VALUE:"_sync_id"::VARCHAR),
+  _synced_at TIMESTAMP_TZ AS (VALUE:"_synced_at"::TIMESTAMP_TZ),
+  _node VARCHAR AS (VALUE:"_node"::VARCHAR),
+  contact_id VARCHAR AS (VALUE:"contact_id"::VARCHAR),
+  email VARCHAR AS (VALUE:"email"::VARCHAR),
+  first_name VARCHAR AS (VALUE:"first_name"::VARCHAR),
+  last_name VARCHAR AS (VALUE:"last_name"::VARCHAR),
+  phone_number VARCHAR AS (VALUE:"phone_number"::VARCHAR),
+  city VARCHAR AS (VALUE:"city"::VARCHAR),
+  state_province_region VARCHAR AS (VALUE:"state_province_region"::VARCHAR),
+  postal_code VARCHAR AS (VALUE:"postal_code"::VARCHAR),
+  country VARCHAR AS (VALUE:"country"::VARCHAR),
+  list_ids ARRAY AS (VALUE:"list_ids"::ARRAY),
+  created_at TIMESTAMP_TZ AS (VALUE:"created_at"::TIMESTAMP_TZ),
+  updated_at TIMESTAMP_TZ AS (VALUE:"updated_at"::TIMESTAMP_TZ),
+  _raw VARCHAR AS (VALUE:"_raw"::VARCHAR),
+  _errors ARRAY AS (VALUE:"_errors"::ARRAY)
+)
+PARTITION BY (dt)
+LOCATION = @analytics.sendgrid.sgload_stage/objects/mc_contacts/
+FILE_FORMAT = (TYPE = PARQUET)
+AUTO_REFRESH = FALSE;
+
+ALTER EXTERNAL TABLE analytics.sendgrid.mc_contacts_history REFRESH;
+
+-- mc_contacts: the latest version of each object still present: rows of the latest complete
+-- full snapshot and of the complete incremental ones after it. An object absent from the
+-- latest full snapshot is gone. Synced full.
+CREATE OR REPLACE VIEW analytics.sendgrid.mc_contacts_latest AS
+SELECT h.* FROM analytics.sendgrid.mc_contacts_history AS h
+JOIN analytics.sendgrid.sync_snapshots AS s ON s.sync_id = h._sync_id AND s.collection = 'mc_contacts'
+WHERE s._sequence >= COALESCE((SELECT MAX(_sequence) FROM analytics.sendgrid.sync_snapshots WHERE collection = 'mc_contacts' AND mode = 'full'), 0)
+QUALIFY ROW_NUMBER() OVER (PARTITION BY h.contact_id ORDER BY h._sequence DESC) = 1;
+
+-- mc_lists: every version of every object, one row per object per sync (Marketing Campaigns lists (GET /v3/marketing/lists)).
+CREATE OR REPLACE EXTERNAL TABLE analytics.sendgrid.mc_lists_history (
+  dt DATE AS (TO_DATE(SPLIT_PART(SPLIT_PART(METADATA$FILENAME, '/dt=', 2), '/', 1))),
+  _sequence NUMBER(38,0) AS (VALUE:"_sequence"::NUMBER(38,0)),
+  _sync_id VARCHAR AS (VALUE:"_sync_id"::VARCHAR),
+  _synced_at TIMESTAMP_TZ AS (VALUE:"_synced_at"::TIMESTAMP_TZ),
+  _node VARCHAR AS (VALUE:"_node"::VARCHAR),
+  id VARCHAR AS (VALUE:"id"::VARCHAR),
+  name VARCHAR AS (VALUE:"name"::VARCHAR),
+  contact_count NUMBER(38,0) AS (VALUE:"contact_count"::NUMBER(38,0)),
+  _raw VARCHAR AS (VALUE:"_raw"::VARCHAR),
+  _errors ARRAY AS (VALUE:"_errors"::ARRAY)
+)
+PARTITION BY (dt)
+LOCATION = @analytics.sendgrid.sgload_stage/objects/mc_lists/
+FILE_FORMAT = (TYPE = PARQUET)
+AUTO_REFRESH = FALSE;
+
+ALTER EXTERNAL TABLE analytics.sendgrid.mc_lists_history REFRESH;
+
+-- mc_lists: the latest version of each object still present: rows of the latest complete
+-- full snapshot and of the complete incremental ones after it. An object absent from the
+-- latest full snapshot is gone. Synced full.
+CREATE OR REPLACE VIEW analytics.sendgrid.mc_lists_latest AS
+SELECT h.* FROM analytics.sendgrid.mc_lists_history AS h
+JOIN analytics.sendgrid.sync_snapshots AS s ON s.sync_id = h._sync_id AND s.collection = 'mc_lists'
+WHERE s._sequence >= COALESCE((SELECT MAX(_sequence) FROM analytics.sendgrid.sync_snapshots WHERE collection = 'mc_lists' AND mode = 'full'), 0)
+QUALIFY ROW_NUMBER() OVER (PARTITION BY h.id ORDER BY h._sequence DESC) = 1;
+
+-- mc_segments: every version of every object, one row per object per sync (Marketing Campaigns segments 2.0 (GET /v3/marketing/segments/2.0)).
+CREATE OR REPLACE EXTERNAL TABLE analytics.sendgrid.mc_segments_history (
+  dt DATE AS (TO_DATE(SPLIT_PART(SPLIT_PART(METADATA$FILENAME, '/dt=', 2), '/', 1))),
+  _sequence NUMBER(38,0) AS (VALUE:"_sequence"::NUMBER(38,0)),
+  _sync_id VARCHAR AS (VALUE:"_sync_id"::VARCHAR),
+  _synced_at TIMESTAMP_TZ AS (VALUE:"_synced_at"::TIMESTAMP_TZ),
+  _node VARCHAR AS (VALUE:"_node"::VARCHAR),
+  id VARCHAR AS (VALUE:"id"::VARCHAR),
+  name VARCHAR AS (VALUE:"name"::VARCHAR),
+  contacts_count NUMBER(38,0) AS (VALUE:"contacts_count"::NUMBER(38,0)),
+  created_at TIMESTAMP_TZ AS (VALUE:"created_at"::TIMESTAMP_TZ),
+  updated_at TIMESTAMP_TZ AS (VALUE:"updated_at"::TIMESTAMP_TZ),
+  sample_updated_at TIMESTAMP_TZ AS (VALUE:"sample_updated_at"::TIMESTAMP_TZ),
+  next_sample_update TIMESTAMP_TZ AS (VALUE:"next_sample_update"::TIMESTAMP_TZ),
+  parent_list_ids ARRAY AS (VALUE:"parent_list_ids"::ARRAY),
+  query_version VARCHAR AS (VALUE:"query_version"::VARCHAR),
+  status VARCHAR AS (VALUE:"status"::VARCHAR),
+  _raw VARCHAR AS (VALUE:"_raw"::VARCHAR),
+  _errors ARRAY AS (VALUE:"_errors"::ARRAY)
+)
+PARTITION BY (dt)
+LOCATION = @analytics.sendgrid.sgload_stage/objects/mc_segments/
+FILE_FORMAT = (TYPE = PARQUET)
+AUTO_REFRESH = FALSE;
+
+ALTER EXTERNAL TABLE analytics.sendgrid.mc_segments_history REFRESH;
+
+-- mc_segments: the latest version of each object still present: rows of the latest complete
+-- full snapshot and of the complete incremental ones after it. An object absent from the
+-- latest full snapshot is gone. Synced full.
+CREATE OR REPLACE VIEW analytics.sendgrid.mc_segments_latest AS
+SELECT h.* FROM analytics.sendgrid.mc_segments_history AS h
+JOIN analytics.sendgrid.sync_snapshots AS s ON s.sync_id = h._sync_id AND s.collection = 'mc_segments'
+WHERE s._sequence >= COALESCE((SELECT MAX(_sequence) FROM analytics.sendgrid.sync_snapshots WHERE collection = 'mc_segments' AND mode = 'full'), 0)
+QUALIFY ROW_NUMBER() OVER (PARTITION BY h.id ORDER BY h._sequence DESC) = 1;
+
+-- recipients: every version of every object, one row per object per sync (legacy Marketing Campaigns recipients (GET /v3/contactdb/recipients)).
+CREATE OR REPLACE EXTERNAL TABLE analytics.sendgrid.recipients_history (
+  dt DATE AS (TO_DATE(SPLIT_PART(SPLIT_PART(METADATA$FILENAME, '/dt=', 2), '/', 1))),
+  _sequence NUMBER(38,0) AS (VALUE:"_sequence"::NUMBER(38,0)),
+  _sync_id VARCHAR AS (VALUE:"_sync_id"::VARCHAR),
+  _synced_at TIMESTAMP_TZ AS (VALUE:"_synced_at"::TIMESTAMP_TZ),
+  _node VARCHAR AS (VALUE:"_node"::VARCHAR),
+  id VARCHAR AS (VALUE:"id"::VARCHAR),
+  email VARCHAR AS (VALUE:"email"::VARCHAR),
+  first_name VARCHAR AS (VALUE:"first_name"::VARCHAR),
+  last_name VARCHAR AS (VALUE:"last_name"::VARCHAR),
+  created_at TIMESTAMP_TZ AS (VALUE:"created_at"::TIMESTAMP_TZ),
+  updated_at TIMESTAMP_TZ AS (VALUE:"updated_at"::TIMESTAMP_TZ),
+  last_emailed TIMESTAMP_TZ AS (VALUE:"last_emailed"::TIMESTAMP_TZ),
+  last_clicked TIMESTAMP_TZ AS (VALUE:"last_clicked"::TIMESTAMP_TZ),
+  last_opened TIMESTAMP_TZ AS (VALUE:"last_opened"::TIMESTAMP_TZ),
+  custom_fields VARCHAR AS (VALUE:"custom_fields"::VARCHAR),
+  _raw VARCHAR AS (VALUE:"_raw"::VARCHAR),
+  _errors ARRAY AS (VALUE:"_errors"::ARRAY)
+)
+PARTITION BY (dt)
+LOCATION = @analytics.sendgrid.sgload_stage/objects/recipients/
+FILE_FORMAT = (TYPE = PARQUET)
+AUTO_REFRESH = FALSE;
+
+ALTER EXTERNAL TABLE analytics.sendgrid.recipients_history REFRESH;
+
+-- recipients: the latest version of each object still present: rows of the latest complete
+-- full snapshot and of the complete incremental ones after it. An object absent from the
+-- latest full snapshot is gone. Synced full.
+CREATE OR REPLACE VIEW analytics.sendgrid.recipients_latest AS
+SELECT h.* FROM analytics.sendgrid.recipients_history AS h
+JOIN analytics.sendgrid.sync_snapshots AS s ON s.sync_id = h._sync_id AND s.collection = 'recipients'
+WHERE s._sequence >= COALESCE((SELECT MAX(_sequence) FROM analytics.sendgrid.sync_snapshots WHERE collection = 'recipients' AND mode = 'full'), 0)
+QUALIFY ROW_NUMBER() OVER (PARTITION BY h.id ORDER BY h._sequence DESC) = 1;
+
+-- segments: every version of every object, one row per object per sync (legacy Marketing Campaigns segments (GET /v3/contactdb/segments)).
+CREATE OR REPLACE EXTERNAL TABLE analytics.sendgrid.segments_history (
+  dt DATE AS (TO_DATE(SPLIT_PART(SPLIT_PART(METADATA$FILENAME, '/dt=', 2), '/', 1))),
+  _sequence NUMBER(38,0) AS (VALUE:"_sequence"::NUMBER(38,0)),
+  _sync_id VARCHAR AS (VALUE:"_sync_id"::VARCHAR),
+  _synced_at TIMESTAMP_TZ AS (VALUE:"_synced_at"::TIMESTAMP_TZ),
+  _node VARCHAR AS (VALUE:"_node"::VARCHAR),
+  id NUMBER(38,0) AS (VALUE:"id"::NUMBER(38,0)),
+  name VARCHAR AS (VALUE:"name"::VARCHAR),
+  list_id NUMBER(38,0) AS (VALUE:"list_id"::NUMBER(38,0)),
+  recipient_count NUMBER(38,0) AS (VALUE:"recipient_count"::NUMBER(38,0)),
+  conditions VARCHAR AS (VALUE:"conditions"::VARCHAR),
+  _raw VARCHAR AS (VALUE:"_raw"::VARCHAR),
+  _errors ARRAY AS (VALUE:"_errors"::ARRAY)
+)
+PARTITION BY (dt)
+LOCATION = @analytics.sendgrid.sgload_stage/objects/segments/
+FILE_FORMAT = (TYPE = PARQUET)
+AUTO_REFRESH = FALSE;
+
+ALTER EXTERNAL TABLE analytics.sendgrid.segments_history REFRESH;
+
+-- segments: the latest version of each object still present: rows of the latest complete
+-- full snapshot and of the complete incremental ones after it. An object absent from the
+-- latest full snapshot is gone. Synced full.
+CREATE OR REPLACE VIEW analytics.sendgrid.segments_latest AS
+SELECT h.* FROM analytics.sendgrid.segments_history AS h
+JOIN analytics.sendgrid.sync_snapshots AS s ON s.sync_id = h._sync_id AND s.collection = 'segments'
+WHERE s._sequence >= COALESCE((SELECT MAX(_sequence) FROM analytics.sendgrid.sync_snapshots WHERE collection = 'segments' AND mode = 'full'), 0)
+QUALIFY ROW_NUMBER() OVER (PARTITION BY h.id ORDER BY h._sequence DESC) = 1;
+
+-- singlesends: every version of every object, one row per object per sync (single sends (GET /v3/marketing/singlesends)).
+CREATE OR REPLACE EXTERNAL TABLE analytics.sendgrid.singlesends_history (
+  dt DATE AS (TO_DATE(SPLIT_PART(SPLIT_PART(METADATA$FILENAME, '/dt=', 2), '/', 1))),
+  _sequence NUMBER(38,0) AS (VALUE:"_sequence"::NUMBER(38,0)),
+  _sync_id VARCHAR AS (VALUE:"_sync_id"::VARCHAR),
+  _synced_at TIMESTAMP_TZ AS (VALUE:"_synced_at"::TIMESTAMP_TZ),
+  _node VARCHAR AS (VALUE:"_node"::VARCHAR),
+  id VARCHAR AS (VALUE:"id"::VARCHAR),
+  name VARCHAR AS (VALUE:"name"::VARCHAR),
+  status VARCHAR AS (VALUE:"status"::VARCHAR),
+  categories ARRAY AS (VALUE:"categories"::ARRAY),
+  send_at TIMESTAMP_TZ AS (VALUE:"send_at"::TIMESTAMP_TZ),
+  is_abtest BOOLEAN AS (VALUE:"is_abtest"::BOOLEAN),
+  created_at TIMESTAMP_TZ AS (VALUE:"created_at"::TIMESTAMP_TZ),
+  updated_at TIMESTAMP_TZ AS (VALUE:"updated_at"::TIMESTAMP_TZ),
+  _raw VARCHAR AS (VALUE:"_raw"::VARCHAR),
+  _errors ARRAY AS (VALUE:"_errors"::ARRAY)
+)
+PARTITION BY (dt)
+LOCATION = @analytics.sendgrid.sgload_stage/objects/singlesends/
+FILE_FORMAT = (TYPE = PARQUET)
+AUTO_REFRESH = FALSE;
+
+ALTER EXTERNAL TABLE analytics.sendgrid.singlesends_history REFRESH;
+
+-- singlesends: the latest version of each object still present: rows of the latest complete
+-- full snapshot and of the complete incremental ones after it. An object absent from the
+-- latest full snapshot is gone. Synced full.
+CREATE OR REPLACE VIEW analytics.sendgrid.singlesends_latest AS
+SELECT h.* FROM analytics.sendgrid.singlesends_history AS h
+JOIN analytics.sendgrid.sync_snapshots AS s ON s.sync_id = h._sync_id AND s.collection = 'singlesends'
+WHERE s._sequence >= COALESCE((SELECT MAX(_sequence) FROM analytics.sendgrid.sync_snapshots WHERE collection = 'singlesends' AND mode = 'full'), 0)
+QUALIFY ROW_NUMBER() OVER (PARTITION BY h.id ORDER BY h._sequence DESC) = 1;
+
+-- spam_reports: every version of every object, one row per object per sync (spam reports (GET /v3/suppression/spam_reports)).
+CREATE OR REPLACE EXTERNAL TABLE analytics.sendgrid.spam_reports_history (
+  dt DATE AS (TO_DATE(SPLIT_PART(SPLIT_PART(METADATA$FILENAME, '/dt=', 2), '/', 1))),
+  _sequence NUMBER(38,0) AS (VALUE:"_sequence"::NUMBER(38,0)),
+  _sync_id VARCHAR AS (VALUE:"_sync_id"::VARCHAR),
+  _synced_at TIMESTAMP_TZ AS (VALUE:"_synced_at"::TIMESTAMP_TZ),
+  _node VARCHAR AS (VALUE:"_node"::VARCHAR),
+  email VARCHAR AS (VALUE:"email"::VARCHAR),
+  created TIMESTAMP_TZ AS (VALUE:"created"::TIMESTAMP_TZ),
+  ip VARCHAR AS (VALUE:"ip"::VARCHAR),
+  _raw VARCHAR AS (VALUE:"_raw"::VARCHAR),
+  _errors ARRAY AS (VALUE:"_errors"::ARRAY)
+)
+PARTITION BY (dt)
+LOCATION = @analytics.sendgrid.sgload_stage/objects/spam_reports/
+FILE_FORMAT = (TYPE = PARQUET)
+AUTO_REFRESH = FALSE;
+
+ALTER EXTERNAL TABLE analytics.sendgrid.spam_reports_history REFRESH;
+
+-- spam_reports: the latest version of each object still present: rows of the latest complete
+-- full snapshot and of the complete incremental ones after it. An object absent from the
+-- latest full snapshot is gone. Synced incremental (deletions show after a sync with --full-refresh).
+CREATE OR REPLACE VIEW analytics.sendgrid.spam_reports_latest AS
+SELECT h.* FROM analytics.sendgrid.spam_reports_history AS h
+JOIN analytics.sendgrid.sync_snapshots AS s ON s.sync_id = h._sync_id AND s.collection = 'spam_reports'
+WHERE s._sequence >= COALESCE((SELECT MAX(_sequence) FROM analytics.sendgrid.sync_snapshots WHERE collection = 'spam_reports' AND mode = 'full'), 0)
+QUALIFY ROW_NUMBER() OVER (PARTITION BY h.email ORDER BY h._sequence DESC) = 1;
+
+-- templates: every version of every object, one row per object per sync (legacy and dynamic templates (GET /v3/templates?generations=legacy,dynamic)).
+CREATE OR REPLACE EXTERNAL TABLE analytics.sendgrid.templates_history (
+  dt DATE AS (TO_DATE(SPLIT_PART(SPLIT_PART(METADATA$FILENAME, '/dt=', 2), '/', 1))),
+  _sequence NUMBER(38,0) AS (VALUE:"_sequence"::NUMBER(38,0)),
+  _sync_id VARCHAR AS (VALUE:"_sync_id"::VARCHAR),
+  _synced_at TIMESTAMP_TZ AS (VALUE:"_synced_at"::TIMESTAMP_TZ),
+  _node VARCHAR AS (VALUE:"_node"::VARCHAR),
+  id VARCHAR AS (VALUE:"id"::VARCHAR),
+  name VARCHAR AS (VALUE:"name"::VARCHAR),
+  generation VARCHAR AS (VALUE:"generation"::VARCHAR),
+  updated_at TIMESTAMP_TZ AS (VALUE:"updated_at"::TIMESTAMP_TZ),
+  versions VARCHAR AS (VALUE:"versions"::VARCHAR),
+  _raw VARCHAR AS (VALUE:"_raw"::VARCHAR),
+  _errors ARRAY AS (VALUE:"_errors"::ARRAY)
+)
+PARTITION BY (dt)
+LOCATION = @analytics.sendgrid.sgload_stage/objects/templates/
+FILE_FORMAT = (TYPE = PARQUET)
+AUTO_REFRESH = FALSE;
+
+ALTER EXTERNAL TABLE analytics.sendgrid.templates_history REFRESH;
+
+-- templates: the latest version of each object still present: rows of the latest complete
+-- full snapshot and of the complete incremental ones after it. An object absent from the
+-- latest full snapshot is gone. Synced full.
+CREATE OR REPLACE VIEW analytics.sendgrid.templates_latest AS
+SELECT h.* FROM analytics.sendgrid.templates_history AS h
+JOIN analytics.sendgrid.sync_snapshots AS s ON s.sync_id = h._sync_id AND s.collection = 'templates'
+WHERE s._sequence >= COALESCE((SELECT MAX(_sequence) FROM analytics.sendgrid.sync_snapshots WHERE collection = 'templates' AND mode = 'full'), 0)
+QUALIFY ROW_NUMBER() OVER (PARTITION BY h.id ORDER BY h._sequence DESC) = 1;
+
+-- unsubscribe_group_members: every version of every object, one row per object per sync (members of each unsubscribe group (GET /v3/asm/groups/{id}/suppressions)).
+CREATE OR REPLACE EXTERNAL TABLE analytics.sendgrid.unsubscribe_group_members_history (
+  dt DATE AS (TO_DATE(SPLIT_PART(SPLIT_PART(METADATA$FILENAME, '/dt=', 2), '/', 1))),
+  _sequence NUMBER(38,0) AS (VALUE:"_sequence"::NUMBER(38,0)),
+  _sync_id VARCHAR AS (VALUE:"_sync_id"::VARCHAR),
+  _synced_at TIMESTAMP_TZ AS (VALUE:"_synced_at"::TIMESTAMP_TZ),
+  _node VARCHAR AS (VALUE:"_node"::VARCHAR),
+  group_id NUMBER(38,0) AS (VALUE:"group_id"::NUMBER(38,0)),
+  email VARCHAR AS (VALUE:"email"::VARCHAR),
+  _raw VARCHAR AS (VALUE:"_raw"::VARCHAR),
+  _errors ARRAY AS (VALUE:"_errors"::ARRAY)
+)
+PARTITION BY (dt)
+LOCATION = @analytics.sendgrid.sgload_stage/objects/unsubscribe_group_members/
+FILE_FORMAT = (TYPE = PARQUET)
+AUTO_REFRESH = FALSE;
+
+ALTER EXTERNAL TABLE analytics.sendgrid.unsubscribe_group_members_history REFRESH;
+
+-- unsubscribe_group_members: the latest version of each object still present: rows of the latest complete
+-- full snapshot and of the complete incremental ones after it. An object absent from the
+-- latest full snapshot is gone. Synced full.
+CREATE OR REPLACE VIEW analytics.sendgrid.unsubscribe_group_members_latest AS
+SELECT h.* FROM analytics.sendgrid.unsubscribe_group_members_history AS h
+JOIN analytics.sendgrid.sync_snapshots AS s ON s.sync_id = h._sync_id AND s.collection = 'unsubscribe_group_members'
+WHERE s._sequence >= COALESCE((SELECT MAX(_sequence) FROM analytics.sendgrid.sync_snapshots WHERE collection = 'unsubscribe_group_members' AND mode = 'full'), 0)
+QUALIFY ROW_NUMBER() OVER (PARTITION BY h.group_id, h.email ORDER BY h._sequence DESC) = 1;
+
+-- unsubscribe_groups: every version of every object, one row per object per sync (unsubscribe (ASM) groups (GET /v3/asm/groups)).
+CREATE OR REPLACE EXTERNAL TABLE analytics.sendgrid.unsubscribe_groups_history (
+  dt DATE AS (TO_DATE(SPLIT_PART(SPLIT_PART(METADATA$FILENAME, '/dt=', 2), '/', 1))),
+  _sequence NUMBER(38,0) AS (VALUE:"_sequence"::NUMBER(38,0)),
+  _sync_id VARCHAR AS (VALUE:"_sync_id"::VARCHAR),
+  _synced_at TIMESTAMP_TZ AS (VALUE:"_synced_at"::TIMESTAMP_TZ),
+  _node VARCHAR AS (VALUE:"_node"::VARCHAR),
+  id NUMBER(38,0) AS (VALUE:"id"::NUMBER(38,0)),
+  name VARCHAR AS (VALUE:"name"::VARCHAR),
+  description VARCHAR AS (VALUE:"description"::VARCHAR),
+  is_default BOOLEAN AS (VALUE:"is_default"::BOOLEAN),
+  unsubscribes NUMBER(38,0) AS (VALUE:"unsubscribes"::NUMBER(38,0)),
+  _raw VARCHAR AS (VALUE:"_raw"::VARCHAR),
+  _errors ARRAY AS (VALUE:"_errors"::ARRAY)
+)
+PARTITION BY (dt)
+LOCATION = @analytics.sendgrid.sgload_stage/objects/unsubscribe_groups/
+FILE_FORMAT = (TYPE = PARQUET)
+AUTO_REFRESH = FALSE;
+
+ALTER EXTERNAL TABLE analytics.sendgrid.unsubscribe_groups_history REFRESH;
+
+-- unsubscribe_groups: the latest version of each object still present: rows of the latest complete
+-- full snapshot and of the complete incremental ones after it. An object absent from the
+-- latest full snapshot is gone. Synced full.
+CREATE OR REPLACE VIEW analytics.sendgrid.unsubscribe_groups_latest AS
+SELECT h.* FROM analytics.sendgrid.unsubscribe_groups_history AS h
+JOIN analytics.sendgrid.sync_snapshots AS s ON s.sync_id = h._sync_id AND s.collection = 'unsubscribe_groups'
+WHERE s._sequence >= COALESCE((SELECT MAX(_sequence) FROM analytics.sendgrid.sync_snapshots WHERE collection = 'unsubscribe_groups' AND mode = 'full'), 0)
+QUALIFY ROW_NUMBER() OVER (PARTITION BY h.id ORDER BY h._sequence DESC) = 1;
+

@@ -1,0 +1,140 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/sgload/sgload/schema"
+	"github.com/sgload/sgload/sendgrid"
+	"github.com/sgload/sgload/snapshot"
+)
+
+func syncCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "sync",
+		Usage: "pull SendGrid objects (lists, contacts, suppressions, templates, ...) into the spool",
+		Description: "Writes each collection's snapshot into the spool; the next flush turns it into a table\n" +
+			"with _sequence, _sync_id and _synced_at, and the views show each object's latest state,\n" +
+			"deletions included. A collection that fails does not stop the others.\n" +
+			"Exit codes: 0 all synced, 3 some collections failed (named), 1 all failed, 2 bad flags,\n" +
+			"4 another sync holds the spool's lock.\n\n" +
+			"Collections: " + strings.Join(schema.CollectionNames(), ", "),
+		OnUsageError: onUsageError,
+		Flags: []cli.Flag{
+			spoolFlag(),
+			&cli.StringFlag{Name: "api-key", EnvVars: []string{"SENDGRID_API_KEY"},
+				Usage: "SendGrid API key with read access (prefer the environment variable; never printed)"},
+			&cli.StringFlag{Name: "api-url", Value: sendgrid.DefaultBaseURL, EnvVars: []string{"SGLOAD_API_URL"},
+				Usage: "SendGrid API base URL (https://api.eu.sendgrid.com for EU subusers)"},
+			&cli.StringFlag{Name: "on-behalf-of", EnvVars: []string{"SGLOAD_ON_BEHALF_OF"},
+				Usage: "sync a subuser's objects"},
+			&cli.StringSliceFlag{Name: "collections", EnvVars: []string{"SGLOAD_COLLECTIONS"},
+				Usage: "collections to sync, comma-separated (default: all)"},
+			&cli.BoolFlag{Name: "full-refresh", EnvVars: []string{"SGLOAD_FULL_REFRESH"},
+				Usage: "pull incremental collections (suppressions) in full, which shows their deletions"},
+			&cli.DurationFlag{Name: "lookback", Value: 24 * time.Hour, EnvVars: []string{"SGLOAD_LOOKBACK"},
+				Usage: "incremental pulls start this long before the previous sync started"},
+			&cli.IntFlag{Name: "max-pages", Value: 100000, EnvVars: []string{"SGLOAD_MAX_PAGES"},
+				Usage: "stop a collection that pages beyond this (a server that never stops)"},
+			&cli.IntFlag{Name: "parallel", Value: 2, EnvVars: []string{"SGLOAD_PARALLEL"},
+				Usage: "collections synced at once"},
+			&cli.StringFlag{Name: "node", EnvVars: []string{"SGLOAD_NODE"}, Usage: "node id (default: the spool's)"},
+			&cli.BoolFlag{Name: "json", EnvVars: []string{"SGLOAD_JSON"}, Usage: "print the summary as JSON (for Airflow)"},
+			&cli.StringFlag{Name: "progress", Value: "auto", EnvVars: []string{"SGLOAD_PROGRESS"},
+				Usage: "progress on stderr: auto (on a terminal), always or never"},
+			&cli.DurationFlag{Name: "export-poll", Value: 5 * time.Second, EnvVars: []string{"SGLOAD_EXPORT_POLL"},
+				Usage: "how often to ask whether the contacts export is ready"},
+		},
+		Action: runSync,
+	}
+}
+
+func runSync(c *cli.Context) error {
+	log, err := newLogger(c)
+	if err != nil {
+		return err
+	}
+	log = log.With("component", "sync")
+	api, err := sendgrid.New(c.String("api-url"), c.String("api-key"), c.String("on-behalf-of"), log)
+	if err != nil {
+		return usageError(err, "create a key with read access at https://app.sendgrid.com/settings/api_keys and export SENDGRID_API_KEY")
+	}
+	var cols []string
+	for _, s := range c.StringSlice("collections") {
+		for _, x := range strings.Split(s, ",") {
+			if x = strings.TrimSpace(x); x != "" {
+				cols = append(cols, x)
+			}
+		}
+	}
+	o := snapshot.Options{
+		Spool: c.String("spool"), Node: c.String("node"), Client: api, Collections: cols,
+		FullRefresh: c.Bool("full-refresh"), Lookback: c.Duration("lookback"), MaxPages: c.Int("max-pages"),
+		Parallel: c.Int("parallel"), PollInterval: c.Duration("export-poll"), Logger: log,
+	}
+	if showProgress(c) {
+		var mu sync.Mutex
+		o.Progress = func(p snapshot.Progress) {
+			mu.Lock()
+			defer mu.Unlock()
+			state := "..."
+			if p.Done {
+				state = "done"
+			}
+			fmt.Fprintf(c.App.ErrWriter, "\r%-28s %6d pages %9s rows %s\x1b[K", p.Collection, p.Pages, count(int64(p.Rows)), state)
+			if p.Done {
+				fmt.Fprintln(c.App.ErrWriter)
+			}
+		}
+	}
+	sum, err := snapshot.Run(c.Context, o)
+	switch {
+	case errors.Is(err, snapshot.ErrUnknownCollection):
+		return usageError(err, "")
+	case errors.Is(err, snapshot.ErrBusy):
+		return &cliError{err: err, code: exitBusy, hint: "another sgload sync is running on this spool"}
+	case err != nil:
+		return failure(err, "")
+	}
+	if c.Bool("json") {
+		enc := json.NewEncoder(c.App.Writer)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(sum); err != nil {
+			return err
+		}
+	} else {
+		var rows int64
+		for _, r := range sum.Results {
+			rows += int64(r.Rows)
+			if r.Err() != nil {
+				fmt.Fprintf(c.App.ErrWriter, "error: %s: %s\n", r.Collection, r.Error)
+				if r.Hint != "" {
+					fmt.Fprintf(c.App.ErrWriter, "hint: %s\n", r.Hint)
+				}
+			}
+		}
+		fmt.Fprintf(c.App.Writer, "synced %d of %d collections: %s objects; failed: %s\n",
+			len(sum.Results)-len(sum.Failed), len(sum.Results), count(rows), orNone(sum.Failed))
+	}
+	switch {
+	case len(sum.Failed) == 0:
+		return nil
+	case len(sum.Failed) == len(sum.Results):
+		return &cliError{err: fmt.Errorf("every collection failed: %s", strings.Join(sum.Failed, ", ")), code: exitFailure}
+	}
+	return &cliError{err: fmt.Errorf("collections failed: %s", strings.Join(sum.Failed, ", ")), code: exitPartial,
+		hint: "the other collections were synced; rerun to retry the failed ones"}
+}
+
+func orNone(s []string) string {
+	if len(s) == 0 {
+		return "none"
+	}
+	return strings.Join(s, ", ")
+}
