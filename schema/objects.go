@@ -57,7 +57,9 @@ var objectTail = []Column{
 	{Name: "_errors", Kind: StringList, Doc: "one entry per value that could not be coerced"},
 }
 
-func f(name string, k Kind, doc string) Field { return Field{Column: Column{Name: name, Kind: k, Doc: doc}} }
+func f(name string, k Kind, doc string) Field {
+	return Field{Column: Column{Name: name, Kind: k, Doc: doc}}
+}
 
 func suppression(name, doc string, extra ...Field) *Collection {
 	return &Collection{Name: name, Key: []string{"email"}, Mode: Incremental, Doc: doc,

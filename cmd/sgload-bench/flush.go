@@ -184,10 +184,14 @@ func benchFlush(ctx context.Context, args []string) error {
 	return nil
 }
 
-var idRE = regexp.MustCompile(`"sg_event_id":"([^"]*)"`)
+var (
+	idRE = regexp.MustCompile(`"sg_event_id":"([^"]*)"`)
+	tsRE = regexp.MustCompile(`"timestamp":(\d+)`)
+)
 
 // scaledSpool writes the batches k times, each copy with its own event ids
-// so that nothing is a duplicate: k times the distinct events.
+// and its events moved 3 days later per copy, so that nothing is a
+// duplicate (by id or by content): k times the distinct events.
 func scaledSpool(ctx context.Context, dir string, batches []batch, k int) (int, error) {
 	var all []batch
 	total := 0
@@ -196,6 +200,10 @@ func scaledSpool(ctx context.Context, dir string, batches []batch, k int) (int, 
 		for _, b := range batches {
 			body := idRE.ReplaceAllFunc(b.body, func(m []byte) []byte {
 				return append(append(m[:len(m)-1:len(m)-1], suffix...), '"')
+			})
+			body = tsRE.ReplaceAllFunc(body, func(m []byte) []byte {
+				ts, _ := strconv.ParseInt(string(m[len(`"timestamp":`):]), 10, 64)
+				return []byte(`"timestamp":` + strconv.FormatInt(ts+int64(c)*3*86400, 10))
 			})
 			all = append(all, batch{body: body, events: b.events})
 		}
