@@ -25,7 +25,7 @@ lint() {
 
 unit() {
   step "storage emulators and the SendGrid API mock (scripts/emulators.sh)"
-  scripts/emulators.sh up
+  PRISM_SPECS="$(ls testdata/sendgrid-oai/*.json | tr '\n' ' ')" scripts/emulators.sh up
   trap 'scripts/emulators.sh down' EXIT
   # shellcheck disable=SC1091
   source "${EMU_DIR:-/tmp/sgload-emu}/env"

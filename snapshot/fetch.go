@@ -195,7 +195,9 @@ func tokenPages(path, key string, q url.Values) fetcher {
 			}
 			json.Unmarshal(resp.Body, &meta)
 			n := meta.Metadata.Next
-			if n == "" || len(objs) == 0 {
+			if n == "" || len(objs) == 0 || !strings.Contains(n, "page_token=") {
+				// A link without a page token cannot lead to another page (mock
+				// servers fill _metadata.next with placeholders).
 				return nil
 			}
 			if seen[n] {

@@ -1,0 +1,159 @@
+package snapshot
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sgload/sgload/internal/duckcheck"
+	"github.com/sgload/sgload/internal/testbucket"
+	"github.com/sgload/sgload/loader"
+	"github.com/sgload/sgload/sendgrid"
+)
+
+// specFor routes an API path to the SendGrid spec file that describes it.
+var specFor = []struct{ prefix, spec string }{
+	{"/v3/contactdb/", "tsg_lmc_contactdb_v3.json"},
+	{"/v3/campaigns", "tsg_lmc_campaigns_v3.json"},
+	{"/v3/marketing/lists", "tsg_mc_lists_v3.json"},
+	{"/v3/marketing/segments/2.0", "tsg_mc_segments_2.0_v3.json"},
+	{"/v3/marketing/contacts", "tsg_mc_contacts_v3.json"},
+	{"/v3/marketing/singlesends", "tsg_mc_singlesends_v3.json"},
+	{"/v3/marketing/field_definitions", "tsg_mc_custom_fields_v3.json"},
+	{"/v3/suppression/", "tsg_suppressions_v3.json"},
+	{"/v3/asm/", "tsg_suppressions_v3.json"},
+	{"/v3/templates", "tsg_templates_v3.json"},
+}
+
+// prismProxy fronts the Prism servers (one per spec file, started by
+// scripts/emulators.sh) with one base URL, and records every answer.
+type prismProxy struct {
+	*httptest.Server
+	mu      sync.Mutex
+	refused []string
+	calls   map[string]int
+}
+
+func newPrismProxy(t *testing.T) *prismProxy {
+	t.Helper()
+	env := os.Getenv("SGLOAD_TEST_PRISM")
+	if env == "" {
+		if os.Getenv("SGLOAD_REQUIRE_EMULATORS") != "" {
+			t.Fatal("SGLOAD_TEST_PRISM is not set: run make test, which starts Prism")
+		}
+		t.Skip("no Prism (run make test)")
+	}
+	targets := map[string]*url.URL{}
+	for _, kv := range strings.Fields(env) {
+		name, u, _ := strings.Cut(kv, "=")
+		targets[name], _ = url.Parse(u)
+	}
+	p := &prismProxy{calls: map[string]int{}}
+	p.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		for _, route := range specFor {
+			if strings.HasPrefix(r.URL.Path, route.prefix) {
+				target := targets[route.spec]
+				if target == nil {
+					t.Errorf("no Prism for %s", route.spec)
+					w.WriteHeader(502)
+					return
+				}
+				rp := httputil.NewSingleHostReverseProxy(target)
+				rp.ModifyResponse = func(resp *http.Response) error {
+					p.mu.Lock()
+					defer p.mu.Unlock()
+					p.calls[r.URL.Path]++
+					if resp.StatusCode >= 400 {
+						body, _ := io.ReadAll(io.LimitReader(resp.Body, 2000))
+						p.refused = append(p.refused, r.Method+" "+r.URL.String()+" -> "+resp.Status+" "+resp.Header.Get("sl-violations")+" "+string(body))
+					}
+					return nil
+				}
+				rp.ServeHTTP(w, r)
+				return
+			}
+		}
+		t.Errorf("no spec routes %s", r.URL.Path)
+		w.WriteHeader(404)
+	}))
+	t.Cleanup(p.Close)
+	return p
+}
+
+// TestRequestsAcceptedBySendGridSpecs syncs every collection against
+// Prism serving SendGrid's own OpenAPI specs: Prism validates each request
+// (path, query parameters and their limits, required headers, the bearer
+// scheme) against the spec and answers with the spec's examples or
+// schema-made data, which must land in the spool. The contacts export job
+// cannot finish against a mock (its status stays "pending" and its
+// download URLs are not part of any spec), so for mc_contacts the test
+// checks that creating and polling the job are accepted; the scripted
+// server in sync_test.go covers the rest of that flow.
+func TestRequestsAcceptedBySendGridSpecs(t *testing.T) {
+	p := newPrismProxy(t)
+	api, err := sendgrid.New(p.URL, "SG.prism-test-key", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	api.MaxRetries = 0
+	root := t.TempDir()
+	sum, err := Run(context.Background(), Options{Spool: root, Node: "prism", Client: api,
+		PollInterval: 10 * time.Millisecond, ExportWait: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, r := range p.refused {
+		t.Errorf("the spec refused a request: %s", r)
+	}
+	rows, complete := snapshots(t, root)
+	for _, r := range sum.Results {
+		switch {
+		case r.Collection == "mc_contacts":
+			if r.Err() == nil || !strings.Contains(r.Error, `still "pending"`) {
+				t.Errorf("mc_contacts: %v; want the export job created and polled until the wait ran out", r.Err())
+			}
+			if p.calls["/v3/marketing/contacts/exports"] != 1 || p.calls["/v3/marketing/contacts/exports/string"] < 2 {
+				t.Errorf("export job calls: %v", p.calls)
+			}
+		case r.Err() != nil:
+			t.Errorf("%s: %v", r.Collection, r.Err())
+		case r.Collection == "mc_segments":
+			// A known defect of the spec: it declares GET /v3/marketing/segments/2.0
+			// to return one segment, where the API returns {"results": [...]}, so
+			// the mock's answer holds no list. The request was accepted.
+			if complete[r.Collection] != 1 || p.calls["/v3/marketing/segments/2.0"] != 1 {
+				t.Errorf("mc_segments: %d complete snapshots, %d calls", complete[r.Collection], p.calls["/v3/marketing/segments/2.0"])
+			}
+		case rows[r.Collection] == 0 || complete[r.Collection] != 1:
+			t.Errorf("%s: %d rows, %d complete snapshots in the spool", r.Collection, rows[r.Collection], complete[r.Collection])
+		}
+	}
+	t.Logf("rows per collection from the specs' examples: %v", rows)
+
+	// After a flush, DuckDB reads every collection's table.
+	b := testbucket.Open(t, "file")
+	if _, err := loader.Flush(context.Background(), loader.Options{Spool: root, Bucket: b.Bucket, AfterWrite: b.AfterWrite}); err != nil {
+		t.Fatal(err)
+	}
+	db := duckcheck.Open(t)
+	for coll, n := range rows {
+		got := duckcheck.Int(t, db, fmt.Sprintf("SELECT count(*) FROM read_parquet('%s/objects/%s/*/*.parquet')", b.Dir, coll))
+		if got != int64(n) {
+			t.Errorf("%s: DuckDB reads %d rows, the spool had %d", coll, got, n)
+		}
+	}
+	if n := duckcheck.Int(t, db, fmt.Sprintf("SELECT count(*) FROM read_parquet('%s/objects/sync_snapshots/*/*.parquet')", b.Dir)); n != int64(len(sum.Results)-1) {
+		t.Errorf("sync_snapshots has %d rows, want one per complete snapshot (%d)", n, len(sum.Results)-1)
+	}
+}
