@@ -271,6 +271,18 @@ func TestDuckDBViewsOverARealFlush(t *testing.T) {
 			t.Errorf("%d %s rows without segment_event %q", n, typ, name)
 		}
 	}
+	// The Stitch port in docs/warehouses/stitch-compat.md runs as written.
+	doc, err := os.ReadFile("../docs/warehouses/stitch-compat.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocks := regexp.MustCompile("(?s)```sql\n(.*?)```").FindAllStringSubmatch(string(doc), -1)
+	if len(blocks) < 2 {
+		t.Fatal("stitch-compat.md lost its SQL")
+	}
+	if n := len(duckcheck.Rows(t, db, blocks[1][1])); n == 0 || int64(n) > got {
+		t.Errorf("the documented Stitch-style query returns %d rows (events: %d)", n, got)
+	}
 	// Typed: a category sent as a string is a list in the view too.
 	if n := duckcheck.Int(t, db, "SELECT len(category) FROM sendgrid.processed WHERE sg_event_id = 'drift-01'"); n != 1 {
 		t.Errorf("drift-01 category has %d items, want 1", n)
