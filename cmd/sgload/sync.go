@@ -102,6 +102,16 @@ func runSync(c *cli.Context) error {
 	case err != nil:
 		return failure(err, "")
 	}
+	var rows int64
+	for _, r := range sum.Results {
+		rows += int64(r.Rows)
+		if r.Err() != nil {
+			fmt.Fprintf(c.App.ErrWriter, "error: %s: %s\n", r.Collection, r.Error)
+			if r.Hint != "" {
+				fmt.Fprintf(c.App.ErrWriter, "hint: %s\n", r.Hint)
+			}
+		}
+	}
 	if c.Bool("json") {
 		enc := json.NewEncoder(c.App.Writer)
 		enc.SetIndent("", "  ")
@@ -109,16 +119,6 @@ func runSync(c *cli.Context) error {
 			return err
 		}
 	} else {
-		var rows int64
-		for _, r := range sum.Results {
-			rows += int64(r.Rows)
-			if r.Err() != nil {
-				fmt.Fprintf(c.App.ErrWriter, "error: %s: %s\n", r.Collection, r.Error)
-				if r.Hint != "" {
-					fmt.Fprintf(c.App.ErrWriter, "hint: %s\n", r.Hint)
-				}
-			}
-		}
 		fmt.Fprintf(c.App.Writer, "synced %d of %d collections: %s objects; failed: %s\n",
 			len(sum.Results)-len(sum.Failed), len(sum.Results), count(rows), orNone(sum.Failed))
 	}
