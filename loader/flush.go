@@ -444,10 +444,15 @@ func (f *flusher) progress(phase string) {
 		Elapsed: f.opts.Now().Sub(f.start)})
 }
 
-// pruneDone deletes committed segments whose commit is older than cutoff.
+// pruneDone deletes committed segments whose commit is older than cutoff,
+// except those a follower (forward, a raw tee) has not passed yet.
 func pruneDone(l spool.Layout, cutoff time.Time) (int, error) {
+	keepFrom, following, err := spool.OldestCursor(l)
+	if err != nil {
+		return 0, err
+	}
 	n := 0
-	err := filepath.WalkDir(l.Done(), func(p string, d os.DirEntry, err error) error {
+	err = filepath.WalkDir(l.Done(), func(p string, d os.DirEntry, err error) error {
 		if err != nil {
 			if errors.Is(err, os.ErrNotExist) {
 				return nil
@@ -456,6 +461,10 @@ func pruneDone(l spool.Layout, cutoff time.Time) (int, error) {
 		}
 		if d.IsDir() || !strings.HasSuffix(p, spool.SealedSuffix) {
 			return nil
+		}
+		inEvents := filepath.Dir(p) == filepath.Join(l.Done(), spool.EventsDir)
+		if _, first, ok := spool.ParseSegmentName(d.Name()); ok && following && inEvents && first >= keepFrom {
+			return nil // a follower still needs it
 		}
 		info, err := d.Info()
 		if err == nil && info.ModTime().Before(cutoff) {

@@ -87,3 +87,16 @@ func (r *Reader) readLine() ([]byte, error) {
 		return r.line, err
 	}
 }
+
+// SeekRecord moves to byte offset off, which must be the start of a record.
+func (r *Reader) SeekRecord(off int64) error {
+	if off == 0 {
+		return nil
+	}
+	if _, err := r.f.Seek(off, io.SeekStart); err != nil {
+		return fmt.Errorf("seek %s: %w", r.path, err)
+	}
+	r.br.Reset(r.f)
+	r.off = off
+	return nil
+}

@@ -47,6 +47,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			serveCommand(),
 			flushCommand(),
 			syncCommand(),
+			forwardCommand(),
 			verifyCommand(),
 			viewsCommand(),
 			tokenCommand(),

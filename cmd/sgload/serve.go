@@ -8,7 +8,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	_ "net/http/pprof" // served only on --debug-addr
+	_ "net/http/pprof"
+	"sync" // served only on --debug-addr
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -16,6 +17,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/sgload/sgload/spool"
+	"github.com/sgload/sgload/tee"
 	"github.com/sgload/sgload/webhook"
 )
 
@@ -74,6 +76,8 @@ func serveFlags() []cli.Flag {
 			Usage: "serve HTTPS with this certificate (PEM); SendGrid needs TLS 1.2+"},
 		&cli.StringFlag{Name: "tls-key", EnvVars: []string{"SGLOAD_TLS_KEY"}, Category: "TLS:",
 			Usage: "private key (PEM) for --tls-cert"},
+		&cli.StringSliceFlag{Name: "tee", EnvVars: []string{"SGLOAD_TEE_URLS"},
+			Usage: "also deliver every accepted POST, byte for byte with its signature headers, to this URL (repeatable)"},
 		&cli.StringFlag{Name: "debug-addr", EnvVars: []string{"SGLOAD_DEBUG_ADDR"},
 			Usage: "serve Go's pprof profiles on this address, e.g. 127.0.0.1:6060 (off when empty)"},
 		&cli.DurationFlag{Name: "shutdown-timeout", Value: 30 * time.Second, EnvVars: []string{"SGLOAD_SHUTDOWN_TIMEOUT"},
@@ -117,6 +121,21 @@ func runServer(c *cli.Context, alongside func(ctx context.Context, log *slog.Log
 	}()
 	cfg.Spool = sp
 	cfg.Registry = reg
+	var tees []*tee.Tee
+	for _, u := range c.StringSlice("tee") {
+		t, err := tee.New(sp.Layout(), u, log.With("component", "tee"), reg)
+		if err != nil {
+			return usageError(err, "")
+		}
+		tees = append(tees, t)
+	}
+	if len(tees) > 0 {
+		cfg.Accepted = func(spool.Ack) {
+			for _, t := range tees {
+				t.Notify()
+			}
+		}
+	}
 	h, err := webhook.New(cfg)
 	if err != nil {
 		return usageError(err, "see sgload serve --help, section Authentication")
@@ -156,9 +175,15 @@ func runServer(c *cli.Context, alongside func(ctx context.Context, log *slog.Log
 	jobDone := make(chan struct{})
 	go func() {
 		defer close(jobDone)
+		var wg sync.WaitGroup
+		for _, t := range tees {
+			wg.Add(1)
+			go func() { defer wg.Done(); t.Run(jobCtx) }()
+		}
 		if alongside != nil {
 			alongside(jobCtx, log)
 		}
+		wg.Wait()
 	}()
 	defer func() { stopJob(); <-jobDone }()
 

@@ -1,0 +1,220 @@
+package forward
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sgload/sgload/internal/segmenttest"
+	"github.com/sgload/sgload/internal/testbucket"
+	"github.com/sgload/sgload/loader"
+	"github.com/sgload/sgload/schema"
+	"github.com/sgload/sgload/spool"
+)
+
+const writeKey = "wk-test-0123456789"
+
+func sample(t *testing.T) [][]byte {
+	b, err := os.ReadFile("../testdata/events/sample-2000.ndjson")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, _ := os.ReadFile("../testdata/events/drift.ndjson")
+	return append(bytes.Split(bytes.TrimSpace(b), []byte("\n")), bytes.Split(bytes.TrimSpace(d), []byte("\n"))...)
+}
+
+func fill(t *testing.T, root string, lines [][]byte) {
+	sp, err := spool.Open(root, spool.Options{Node: "fw", MinFreeBytes: -1, SegmentBytes: 64 << 10, Registerer: prometheus.NewRegistry()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < len(lines); i += 37 {
+		chunk := lines[i:min(i+37, len(lines))]
+		body := append(append([]byte("["), bytes.Join(chunk, []byte(",\r\n"))...), "\r\n]\r\n"...)
+		p, _ := spool.Prepare(len(chunk), "test", nil, body)
+		if _, err := sp.Append(context.Background(), p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sp.Close()
+}
+
+// expected counts the events that must reach Segment: Spec types with a
+// user_id custom arg (or, anonymous, an email), one per distinct event.
+func expected(t *testing.T, lines [][]byte, anonymous bool) int {
+	seen := map[string]bool{}
+	for _, l := range lines {
+		var ev map[string]any
+		json.Unmarshal(l, &ev)
+		typ, _ := ev["event"].(string)
+		if _, ok := schema.SegmentEvents[schema.TableName(typ)]; !ok {
+			continue
+		}
+		uid, _ := ev["user_id"].(string)
+		email, _ := ev["email"].(string)
+		if uid == "" && !(anonymous && email != "") {
+			continue
+		}
+		seen[string(l)] = true
+	}
+	return len(seen)
+}
+
+func TestForwardAllSpecEvents(t *testing.T) {
+	lines := sample(t)
+	root := t.TempDir()
+	fill(t, root, lines)
+	rcv := segmenttest.New(t, writeKey)
+	rcv.FailNext(2)
+	sum, err := Run(context.Background(), Options{Spool: root, WriteKey: writeKey, Endpoint: rcv.URL,
+		Mapping: Mapping{UserIDArg: "user_id", Anonymous: true}, MaxBatchCalls: 60})
+	if err != nil {
+		t.Fatal(err)
+	}
+	calls := rcv.Calls()
+	ids := map[string]string{}
+	for _, c := range calls {
+		if prev, ok := ids[c.MessageID]; ok && prev != c.Raw {
+			t.Fatalf("messageId %s sent with two payloads", c.MessageID)
+		}
+		ids[c.MessageID] = c.Raw
+	}
+	if want := expected(t, lines, true); len(ids) != want {
+		t.Errorf("%d distinct calls, want %d", len(ids), want)
+	}
+	if sum.Retries < 2 || sum.Skipped[SkipNoSpecEvent] == 0 || sum.Batches < 10 {
+		t.Errorf("summary %+v", sum)
+	}
+	if n := rcv.MaxPerSecond(); n > 51 {
+		t.Errorf("%d requests within one second; the limit is 50", n)
+	}
+	// Nothing is left: a second run sends nothing.
+	again, err := Run(context.Background(), Options{Spool: root, WriteKey: writeKey, Endpoint: rcv.URL, Mapping: Mapping{UserIDArg: "user_id", Anonymous: true}})
+	if err != nil || again.Sent != 0 {
+		t.Fatalf("second run sent %d (%v)", again.Sent, err)
+	}
+}
+
+func TestForwardSkipsWithoutUserID(t *testing.T) {
+	lines := sample(t)
+	root := t.TempDir()
+	fill(t, root, lines)
+	rcv := segmenttest.New(t, writeKey)
+	rcv.OtherEvent = "SendGrid "
+	sum, err := Run(context.Background(), Options{Spool: root, WriteKey: writeKey, Endpoint: rcv.URL,
+		Mapping: Mapping{UserIDArg: "user_id", OtherEvents: "SendGrid %s"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Skipped[SkipNoUserID] == 0 || sum.Skipped[SkipNoSpecEvent] != 0 {
+		t.Fatalf("skipped %v", sum.Skipped)
+	}
+	for _, c := range rcv.Calls() {
+		if c.Event == "SendGrid processed" {
+			return
+		}
+	}
+	t.Fatal("no event sent under the configured name for types without a Spec event")
+}
+
+// TestForwardResumesAfterStop stops forward in the middle of a record
+// several times; every call arrives, and any sent twice is identical.
+func TestForwardResumesAfterStop(t *testing.T) {
+	lines := sample(t)
+	root := t.TempDir()
+	fill(t, root, lines)
+	rcv := segmenttest.New(t, writeKey)
+	var cancel context.CancelFunc
+	stopAt := 0
+	rcv.OnRequest = func(n int) {
+		if n == stopAt {
+			cancel()
+		}
+	}
+	for _, at := range []int{3, 9, 17} {
+		var ctx context.Context
+		ctx, cancel = context.WithCancel(context.Background())
+		stopAt = at
+		Run(ctx, Options{Spool: root, WriteKey: writeKey, Endpoint: rcv.URL, Mapping: Mapping{UserIDArg: "user_id", Anonymous: true}, MaxBatchCalls: 25})
+		cancel()
+	}
+	if _, err := Run(context.Background(), Options{Spool: root, WriteKey: writeKey, Endpoint: rcv.URL, Mapping: Mapping{UserIDArg: "user_id", Anonymous: true}, MaxBatchCalls: 25}); err != nil {
+		t.Fatal(err)
+	}
+	ids := map[string]string{}
+	for _, c := range rcv.Calls() {
+		if prev, ok := ids[c.MessageID]; ok && prev != c.Raw {
+			t.Fatalf("messageId %s resent with another payload", c.MessageID)
+		}
+		ids[c.MessageID] = c.Raw
+	}
+	if want := expected(t, lines, true); len(ids) != want {
+		t.Fatalf("%d distinct calls after the stops, want %d", len(ids), want)
+	}
+}
+
+// TestFlushKeepsWhatForwardNeeds: flush moves and prunes segments, but not
+// those forward has not passed; forward then reads them from done/.
+func TestFlushKeepsWhatForwardNeeds(t *testing.T) {
+	lines := sample(t)
+	root := t.TempDir()
+	fill(t, root, lines)
+	rcv := segmenttest.New(t, writeKey)
+	opts := Options{Spool: root, WriteKey: writeKey, Endpoint: rcv.URL, Mapping: Mapping{UserIDArg: "user_id", Anonymous: true}, MaxBatchCalls: 50}
+	ctx, cancel := context.WithCancel(context.Background())
+	rcv.OnRequest = func(n int) {
+		if n == 2 {
+			cancel()
+		}
+	}
+	Run(ctx, opts)
+	cancel()
+	rcv.OnRequest = nil
+	b := testbucket.Open(t, "mem")
+	lo := loader.Options{Spool: root, Bucket: b.Bucket}
+	if _, err := loader.Flush(context.Background(), lo); err != nil {
+		t.Fatal(err)
+	}
+	lo.Now = func() time.Time { return time.Now().Add(100 * time.Hour) } // everything past retention
+	if _, err := loader.Flush(context.Background(), lo); err != nil {
+		t.Fatal(err)
+	}
+	if left, _ := filepath.Glob(filepath.Join(root, "done", "events", "*.ndjson")); len(left) == 0 {
+		t.Fatal("flush pruned segments forward had not passed")
+	}
+	if _, err := Run(context.Background(), opts); err != nil {
+		t.Fatal(err)
+	}
+	ids := map[string]bool{}
+	for _, c := range rcv.Calls() {
+		ids[c.MessageID] = true
+	}
+	if want := expected(t, lines, true); len(ids) != want {
+		t.Fatalf("%d distinct calls, want %d", len(ids), want)
+	}
+	// Once forward is through, the next flush may prune them.
+	if _, err := loader.Flush(context.Background(), lo); err != nil {
+		t.Fatal(err)
+	}
+	if left, _ := filepath.Glob(filepath.Join(root, "done", "events", "*.ndjson")); len(left) > 1 {
+		t.Fatalf("%d segments kept after forward passed them", len(left))
+	}
+}
+
+func TestBadWriteKey(t *testing.T) {
+	root := t.TempDir()
+	fill(t, root, sample(t)[:100])
+	rcv := segmenttest.New(t, writeKey)
+	_, err := Run(context.Background(), Options{Spool: root, WriteKey: "wrong", Endpoint: rcv.URL, Mapping: Mapping{Anonymous: true}})
+	if !errors.Is(err, ErrAuth) {
+		t.Fatalf("err = %v, want ErrAuth", err)
+	}
+}
+

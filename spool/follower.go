@@ -1,0 +1,277 @@
+package spool
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/sgload/sgload/internal/durable"
+)
+
+// Position is a place in the stream of event records: the segment (by its
+// first sequence) and the byte offset of the next record in it.
+type Position struct {
+	Segment int64 `json:"segment"`
+	Offset  int64 `json:"offset"`
+	// Event counts the events of the record at Offset already handled, for
+	// a reader that stops inside a record (forward's batches do).
+	Event int `json:"event,omitempty"`
+}
+
+// Follower reads every event record of the spool in order, from a cursor
+// it persists under state/cursors/<name>.json, following records into the
+// open segment as serve appends them and into done/ after flush moves
+// them. Forward and the raw tee each have one; flush keeps committed
+// segments in done/ until every follower has passed them.
+type Follower struct {
+	l     Layout
+	name  string
+	pos   Position
+	start Position // where the record last returned by Next starts
+	seg   *followed
+}
+
+type followed struct {
+	first int64
+	path  string
+	r     *Reader
+}
+
+// CursorsDir holds the followers' cursors.
+const CursorsDir = "cursors"
+
+// OpenFollower opens (creating) the follower called name.
+func OpenFollower(l Layout, name string) (*Follower, error) {
+	f := &Follower{l: l, name: name}
+	b, err := os.ReadFile(f.cursorPath())
+	switch {
+	case err == nil:
+		if err := json.Unmarshal(b, &f.pos); err != nil {
+			return nil, fmt.Errorf("cursor %s: %w", f.cursorPath(), err)
+		}
+	case !errors.Is(err, os.ErrNotExist):
+		return nil, err
+	}
+	return f, nil
+}
+
+func (f *Follower) cursorPath() string {
+	return filepath.Join(f.l.State(), CursorsDir, f.name+".json")
+}
+
+// Position is the cursor: where the next record starts.
+func (f *Follower) Position() Position { return f.pos }
+
+// RecordStart is where the record last returned by Next starts.
+func (f *Follower) RecordStart() Position { return f.start }
+
+// HasCursor reports whether the follower had a stored cursor when opened.
+func (f *Follower) HasCursor() bool {
+	_, err := os.Stat(f.cursorPath())
+	return err == nil
+}
+
+// StartAtEnd places a follower without a cursor after every record written
+// so far (a new raw tee forwards new POSTs only). Call it before serve
+// appends anything.
+func (f *Follower) StartAtEnd() error {
+	segs, err := f.segments()
+	if err != nil {
+		return err
+	}
+	if len(segs) > 0 {
+		f.pos = Position{Segment: segs[len(segs)-1].first + 1}
+	}
+	return f.Commit(f.pos)
+}
+
+// Commit stores p durably as the cursor; a restart resumes there.
+func (f *Follower) Commit(p Position) error {
+	if err := durable.MkdirAll(filepath.Dir(f.cursorPath()), 0o755); err != nil {
+		return err
+	}
+	b, _ := json.Marshal(p)
+	return durable.WriteFile(f.cursorPath(), b, 0o644)
+}
+
+// Close releases the open segment.
+func (f *Follower) Close() error {
+	if f.seg != nil {
+		return f.seg.r.Close()
+	}
+	return nil
+}
+
+type located struct {
+	first  int64
+	path   string
+	sealed bool
+	size   int64
+}
+
+// segments lists the event segments in events/ and done/events/, by first
+// sequence.
+func (f *Follower) segments() ([]located, error) {
+	var out []located
+	for _, src := range []struct {
+		dir, suffix string
+		sealed      bool
+	}{{f.l.Events(), SealedSuffix, true}, {f.l.Events(), OpenSuffix, false}, {filepath.Join(f.l.Done(), EventsDir), SealedSuffix, true}} {
+		segs, err := ListSegments(src.dir, src.suffix)
+		if err != nil {
+			return nil, err
+		}
+		for _, s := range segs {
+			out = append(out, located{first: s.FirstSeq, path: s.Path, sealed: src.sealed, size: s.Size})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].first != out[j].first {
+			return out[i].first < out[j].first
+		}
+		return out[i].sealed && !out[j].sealed // prefer the sealed copy of a name
+	})
+	return out, nil
+}
+
+// Next returns the next record and the position after it, or io.EOF when
+// there is none yet (the follower can be called again later).
+func (f *Follower) Next() (*Record, Position, error) {
+	for {
+		if f.seg == nil {
+			segs, err := f.segments()
+			if err != nil {
+				return nil, f.pos, err
+			}
+			var next *located
+			for i := range segs {
+				if segs[i].first >= f.pos.Segment {
+					next = &segs[i]
+					break
+				}
+			}
+			if next == nil {
+				return nil, f.pos, io.EOF
+			}
+			if next.first != f.pos.Segment {
+				f.pos = Position{Segment: next.first} // the segment we were in is gone, or done
+			}
+			r, err := OpenReader(next.path)
+			if err != nil {
+				if errors.Is(err, os.ErrNotExist) {
+					continue // moved to done/ meanwhile
+				}
+				return nil, f.pos, err
+			}
+			f.pos.Event = 0
+			if err := r.SeekRecord(f.pos.Offset); err != nil {
+				r.Close()
+				return nil, f.pos, err
+			}
+			f.seg = &followed{first: next.first, path: next.path, r: r}
+		}
+		f.start = Position{Segment: f.seg.first, Offset: f.seg.r.Offset()}
+		rec, err := f.seg.r.Next()
+		if err == nil {
+			f.pos.Offset, f.pos.Event = f.seg.r.Offset(), 0
+			return rec, f.pos, nil
+		}
+		var ce *CorruptError
+		torn := errors.As(err, &ce) && strings.Contains(ce.Err.Error(), "torn line")
+		if err != io.EOF && !torn {
+			if errors.As(err, &ce) {
+				// A damaged line in a sealed segment: skip it, as flush does.
+				f.pos.Offset = f.seg.r.Offset()
+				continue
+			}
+			return nil, f.pos, err
+		}
+		// The end of what is written. A sealed segment is finished; an open
+		// one may grow, and is finished only once it has been sealed.
+		sealed, err := f.isSealed()
+		if err != nil {
+			return nil, f.pos, err
+		}
+		f.seg.r.Close()
+		if !sealed {
+			f.seg = nil
+			return nil, f.pos, io.EOF
+		}
+		if torn {
+			f.pos.Offset = f.seg.r.Offset() // a torn tail left by a crash: nothing follows it
+		}
+		f.seg = nil
+		f.pos = Position{Segment: f.pos.Segment + 1}
+	}
+}
+
+func (f *Follower) isSealed() (bool, error) {
+	if !strings.HasSuffix(f.seg.path, OpenSuffix) {
+		return true, nil
+	}
+	base := strings.TrimSuffix(filepath.Base(f.seg.path), OpenSuffix) + SealedSuffix
+	for _, p := range []string{filepath.Join(f.l.Events(), base), filepath.Join(f.l.Done(), EventsDir, base)} {
+		if _, err := os.Stat(p); err == nil {
+			return true, nil
+		}
+	}
+	_, err := os.Stat(f.seg.path)
+	if errors.Is(err, os.ErrNotExist) {
+		return true, nil // renamed away between the two looks
+	}
+	return false, nil
+}
+
+// Lag is how many bytes of event segments lie ahead of the cursor.
+func (f *Follower) Lag() (int64, error) {
+	segs, err := f.segments()
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	for _, s := range segs {
+		switch {
+		case s.first > f.pos.Segment:
+			n += s.size
+		case s.first == f.pos.Segment:
+			n += max(0, s.size-f.pos.Offset)
+		}
+	}
+	return n, nil
+}
+
+// OldestCursor returns the smallest segment any follower still needs, and
+// false when there are no followers. Flush keeps committed segments from
+// there on.
+func OldestCursor(l Layout) (int64, bool, error) {
+	entries, err := os.ReadDir(filepath.Join(l.State(), CursorsDir))
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, err
+	}
+	oldest, found := int64(0), false
+	for _, e := range entries {
+		if !strings.HasSuffix(e.Name(), ".json") {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(l.State(), CursorsDir, e.Name()))
+		if err != nil {
+			return 0, false, err
+		}
+		var p Position
+		if json.Unmarshal(b, &p) != nil {
+			continue
+		}
+		if !found || p.Segment < oldest {
+			oldest, found = p.Segment, true
+		}
+	}
+	return oldest, found, nil
+}
