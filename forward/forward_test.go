@@ -217,4 +217,3 @@ func TestBadWriteKey(t *testing.T) {
 		t.Fatalf("err = %v, want ErrAuth", err)
 	}
 }
-
