@@ -133,11 +133,11 @@ func TestForwardResumesAfterStop(t *testing.T) {
 	rcv := segmenttest.New(t, writeKey)
 	var cancel context.CancelFunc
 	stopAt := 0
-	rcv.OnRequest = func(n int) {
+	rcv.OnRequest(func(n int) {
 		if n == stopAt {
 			cancel()
 		}
-	}
+	})
 	for _, at := range []int{3, 9, 17} {
 		var ctx context.Context
 		ctx, cancel = context.WithCancel(context.Background())
@@ -169,14 +169,14 @@ func TestFlushKeepsWhatForwardNeeds(t *testing.T) {
 	rcv := segmenttest.New(t, writeKey)
 	opts := Options{Spool: root, WriteKey: writeKey, Endpoint: rcv.URL, Mapping: Mapping{UserIDArg: "user_id", Anonymous: true}, MaxBatchCalls: 50}
 	ctx, cancel := context.WithCancel(context.Background())
-	rcv.OnRequest = func(n int) {
+	rcv.OnRequest(func(n int) {
 		if n == 2 {
 			cancel()
 		}
-	}
+	})
 	Run(ctx, opts)
 	cancel()
-	rcv.OnRequest = nil
+	rcv.OnRequest(nil)
 	b := testbucket.Open(t, "mem")
 	lo := loader.Options{Spool: root, Bucket: b.Bucket}
 	if _, err := loader.Flush(context.Background(), lo); err != nil {

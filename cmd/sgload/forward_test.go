@@ -46,13 +46,13 @@ func TestForwardKilledResumes(t *testing.T) {
 	var mu sync.Mutex
 	var current *exec.Cmd
 	killAt := 0
-	rcv.OnRequest = func(n int) {
+	rcv.OnRequest(func(n int) {
 		mu.Lock()
 		defer mu.Unlock()
 		if n == killAt && current != nil {
 			current.Process.Kill()
 		}
-	}
+	})
 	for _, at := range []int{2, 5, 9} {
 		p := startSgload(t, env, args(root, rcv.URL)...)
 		mu.Lock()

@@ -42,12 +42,11 @@ type Receiver struct {
 	// OtherEvent, when set, accepts event names outside the Spec with this prefix.
 	OtherEvent string
 
-	mu       sync.Mutex
-	calls    []Call
-	requests []time.Time
-	fail     int // answer 503 to this many requests first
-	// OnRequest runs after each accepted request (tests kill the sender from it).
-	OnRequest func(n int)
+	mu        sync.Mutex
+	calls     []Call
+	requests  []time.Time
+	fail      int // answer 503 to this many requests first
+	onRequest func(n int)
 }
 
 // New starts a receiver accepting writeKey.
@@ -56,6 +55,15 @@ func New(t testing.TB, writeKey string) *Receiver {
 	r.Server = httptest.NewServer(http.HandlerFunc(r.serve))
 	t.Cleanup(r.Close)
 	return r
+}
+
+// OnRequest sets a func run after each accepted request, with the count of
+// requests so far (tests kill the sender from it); nil removes it. It takes
+// the receiver's lock because the request goroutines read it.
+func (r *Receiver) OnRequest(f func(n int)) {
+	r.mu.Lock()
+	r.onRequest = f
+	r.mu.Unlock()
 }
 
 // FailNext answers 503 to the next n requests.
@@ -116,7 +124,7 @@ func (r *Receiver) serve(w http.ResponseWriter, req *http.Request) {
 	r.calls = append(r.calls, accepted...)
 	r.requests = append(r.requests, time.Now())
 	n := len(r.requests)
-	hook := r.OnRequest
+	hook := r.onRequest
 	r.mu.Unlock()
 	w.Write([]byte(`{"success":true}`))
 	if hook != nil {
