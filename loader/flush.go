@@ -170,6 +170,7 @@ var CrashPoints = []string{"plan-journaled", "keys-resolved", "uploaded-one", "u
 var (
 	ErrBusy      = errors.New("another flush holds this spool's lock")
 	ErrPreflight = errors.New("storage preflight failed")
+	ErrNoSpool   = errors.New("no spool folder")
 )
 
 type flusher struct {
@@ -198,8 +199,10 @@ func Flush(ctx context.Context, opts Options) (*Summary, error) {
 		f.sum.Duration = opts.Now().Sub(f.start)
 		f.sum.Seconds = f.sum.Duration.Seconds()
 	}()
-	if _, err := os.Stat(filepath.Join(opts.Spool, spool.EventsDir)); err != nil {
-		return f.sum, fmt.Errorf("spool %s: %w", opts.Spool, err)
+	// A spool that sync wrote but serve never ran has no events/; a spool
+	// that does not exist at all is a mistyped --spool.
+	if st, err := os.Stat(opts.Spool); err != nil || !st.IsDir() {
+		return f.sum, fmt.Errorf("%w: %s", ErrNoSpool, opts.Spool)
 	}
 	lock, err := spool.TryLock(f.layout, "flush")
 	if err != nil {

@@ -50,6 +50,11 @@ func (r *VerifyReport) problem(format string, args ...any) {
 // MD5, Parquet row counts) and, with a spool, the committed segments.
 func Verify(ctx context.Context, o VerifyOptions) (*VerifyReport, error) {
 	rep := &VerifyReport{Tables: map[string]map[string]int64{}}
+	if o.Spool != "" {
+		if st, err := os.Stat(o.Spool); err != nil || !st.IsDir() {
+			return nil, fmt.Errorf("%w: %s", ErrNoSpool, o.Spool)
+		}
+	}
 	keys, err := listManifests(ctx, o.Bucket, o.Prefix)
 	if err != nil {
 		return nil, err

@@ -8,7 +8,11 @@ type Batch struct {
 	cols  []ColumnData
 	rows  int
 	open  bool
-	bytes int // approximate memory held, for the flush memory budget
+	// bytes is what the rows hold (values, offsets, validity), for the
+	// flush memory budget. It counts lengths, not capacities, so that it
+	// depends on the data alone: flush cuts row groups by it and must cut
+	// them the same way on a redo.
+	bytes int
 }
 
 // ColumnData is one column's values. Strings are kept as offsets into one
@@ -63,7 +67,6 @@ func (b *Batch) End() {
 	}
 	b.rows++
 	b.open = false
-	b.bytes += len(b.cols) * 2
 }
 
 // IsSet reports whether column i has a value in the open row.
@@ -74,13 +77,18 @@ func (b *Batch) null(c *ColumnData) {
 	switch c.Kind {
 	case Int64, Timestamp:
 		c.Ints = append(c.Ints, 0)
+		b.bytes += 8
 	case Bool:
 		c.Bools = append(c.Bools, false)
+		b.bytes++
 	case String:
 		c.Ends = append(c.Ends, uint32(len(c.Data)))
+		b.bytes += 4
 	case StringList:
 		c.Items = append(c.Items, uint32(len(c.Ends)))
+		b.bytes += 4
 	}
+	b.bytes++ // Valid
 }
 
 // SetString sets column i (String) in the open row. Setting a column twice
@@ -93,7 +101,7 @@ func (b *Batch) SetString(i int, v []byte) {
 	c.Valid = append(c.Valid, true)
 	c.Data = append(c.Data, v...)
 	c.Ends = append(c.Ends, uint32(len(c.Data)))
-	b.bytes += len(v) + 4
+	b.bytes += 1 + len(v) + 4
 }
 
 // SetInt64 sets column i (Int64 or Timestamp) in the open row.
@@ -104,7 +112,7 @@ func (b *Batch) SetInt64(i int, v int64) {
 	}
 	c.Valid = append(c.Valid, true)
 	c.Ints = append(c.Ints, v)
-	b.bytes += 8
+	b.bytes += 1 + 8
 }
 
 // SetBool sets column i (Bool) in the open row.
@@ -115,7 +123,7 @@ func (b *Batch) SetBool(i int, v bool) {
 	}
 	c.Valid = append(c.Valid, true)
 	c.Bools = append(c.Bools, v)
-	b.bytes++
+	b.bytes += 2
 }
 
 // SetList sets column i (StringList) in the open row to items; an empty,
@@ -136,7 +144,7 @@ func (b *Batch) SetList(i int, items [][]byte) {
 		b.bytes += len(it) + 4
 	}
 	c.Items = append(c.Items, uint32(len(c.Ends)))
-	b.bytes += 4
+	b.bytes += 1 + 4
 }
 
 // StringAt returns row r's value of a String column (nil when null).

@@ -21,9 +21,13 @@ type Lock struct{ f *os.File }
 // when known) at once.
 func TryLock(l Layout, name string) (*Lock, error) {
 	p := filepath.Join(l.State(), name+".lock")
+	// A spool made by hand (segments copied into events/) has no state/ yet.
+	if err := os.Mkdir(l.State(), 0o755); err != nil && !errors.Is(err, os.ErrExist) {
+		return nil, fmt.Errorf("lock: %w", err)
+	}
 	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
-		return nil, fmt.Errorf("open lock %s: %w", p, err)
+		return nil, fmt.Errorf("lock: %w", err)
 	}
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		pid, _ := os.ReadFile(p)

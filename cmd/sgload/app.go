@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime/pprof"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -41,7 +42,11 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 				Usage: "debug, info, warn or error"},
 			&cli.StringFlag{Name: "log-format", Value: "auto", EnvVars: []string{"SGLOAD_LOG_FORMAT"},
 				Usage: "text, json, or auto (text on a terminal, json otherwise)"},
+			&cli.StringFlag{Name: "cpu-profile", EnvVars: []string{"SGLOAD_CPU_PROFILE"},
+				Usage: "write a Go CPU profile of the whole command to this file (go tool pprof reads it)"},
 		},
+		Before: startCPUProfile,
+		After:  stopCPUProfile,
 		Commands: []*cli.Command{
 			runCommand(),
 			serveCommand(),
@@ -55,6 +60,37 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		OnUsageError:   onUsageError,
 		ExitErrHandler: func(*cli.Context, error) {}, // main maps errors to exit codes
 	}
+}
+
+// startCPUProfile profiles the command when --cpu-profile is set: the way
+// to see where a slow flush spends its time (serve has --debug-addr).
+func startCPUProfile(c *cli.Context) error {
+	path := c.String("cpu-profile")
+	if path == "" {
+		return nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return usageError(fmt.Errorf("--cpu-profile: %w", err), "")
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return failure(fmt.Errorf("--cpu-profile %s: %w", path, err), "")
+	}
+	c.App.Metadata = map[string]any{"cpu-profile": f}
+	return nil
+}
+
+func stopCPUProfile(c *cli.Context) error {
+	f, ok := c.App.Metadata["cpu-profile"].(*os.File)
+	if !ok {
+		return nil
+	}
+	pprof.StopCPUProfile()
+	if err := f.Close(); err != nil {
+		return failure(fmt.Errorf("--cpu-profile %s: %w", f.Name(), err), "")
+	}
+	return nil
 }
 
 // newLogger builds the slog logger from the global flags. Logs go to stderr.

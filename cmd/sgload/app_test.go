@@ -22,6 +22,8 @@ func TestExitCodesAndHints(t *testing.T) {
 		{"half an OAuth client", []string{"SGLOAD_OAUTH_CLIENT_ID=sendgrid"}, []string{"serve", "--spool", spool}, exitUsage,
 			"SGLOAD_OAUTH_CLIENT_SECRET"},
 		{"bad size", nil, []string{"serve", "--max-body-bytes", "lots"}, exitUsage, "error:"},
+		{"flush of a missing spool", nil, []string{"flush", "--spool", spool + "/typo", "--bucket", t.TempDir()}, exitUsage, "hint: check --spool"},
+		{"verify of a missing spool", nil, []string{"verify", "--spool", spool + "/typo", "--bucket", t.TempDir()}, exitUsage, "--no-spool"},
 		{"bad log level", nil, []string{"--log-level", "loud", "serve", "--insecure-no-auth"}, exitUsage, "hint: use debug"},
 	}
 	for _, tc := range tests {

@@ -43,7 +43,7 @@ func flushCommand() *cli.Command {
 				Usage: "end a row group when its rows take this much memory before encoding"},
 			&cli.GenericFlag{Name: "memory-bytes", Value: sizeFlag(32 << 20), EnvVars: []string{"SGLOAD_MEMORY_BYTES"}, Category: "Tuning:",
 				Usage: "rows buffered across all partitions before the largest is written out"},
-			&cli.GenericFlag{Name: "memory-limit", Value: sizeFlag(256 << 20), EnvVars: []string{"SGLOAD_MEMORY_LIMIT"}, Category: "Tuning:",
+			&cli.GenericFlag{Name: "memory-limit", Value: sizeFlag(224 << 20), EnvVars: []string{"SGLOAD_MEMORY_LIMIT"}, Category: "Tuning:",
 				Usage: "soft limit for the Go heap (GOMEMLIMIT, which wins when set); 0 for none"},
 			&cli.DurationFlag{Name: "dedupe-window", Value: 72 * time.Hour, EnvVars: []string{"SGLOAD_DEDUPE_WINDOW"}, Category: "Tuning:",
 				Usage: "how long event keys are remembered to drop later duplicates"},
@@ -106,6 +106,8 @@ func runFlush(c *cli.Context) error {
 		switch {
 		case errors.Is(err, loader.ErrBusy):
 			return &cliError{err: err, code: exitBusy, hint: "another sgload flush is running on this spool; try again when it ends"}
+		case errors.Is(err, loader.ErrNoSpool):
+			return usageError(err, "check --spool (SGLOAD_SPOOL): it is the folder serve and sync write to")
 		case errors.Is(err, loader.ErrPreflight):
 			return failure(err, "check the bucket exists and the credentials in the environment can write, read and delete in it")
 		}

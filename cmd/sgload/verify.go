@@ -41,6 +41,9 @@ func runVerify(c *cli.Context) error {
 		o.Spool = c.String("spool")
 	}
 	rep, err := loader.Verify(c.Context, o)
+	if errors.Is(err, loader.ErrNoSpool) {
+		return usageError(err, "check --spool, or pass --no-spool to check the bucket alone")
+	}
 	if err != nil {
 		return failure(fmt.Errorf("verify: %w", err), "")
 	}
