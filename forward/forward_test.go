@@ -1,49 +1,28 @@
 package forward
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/sgload/sgload/internal/segmenttest"
+	"github.com/sgload/sgload/internal/spooltest"
 	"github.com/sgload/sgload/internal/testbucket"
 	"github.com/sgload/sgload/loader"
 	"github.com/sgload/sgload/schema"
-	"github.com/sgload/sgload/spool"
 )
 
 const writeKey = "wk-test-0123456789"
 
 func sample(t *testing.T) [][]byte {
-	b, err := os.ReadFile("../testdata/events/sample-2000.ndjson")
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, _ := os.ReadFile("../testdata/events/drift.ndjson")
-	return append(bytes.Split(bytes.TrimSpace(b), []byte("\n")), bytes.Split(bytes.TrimSpace(d), []byte("\n"))...)
+	return spooltest.Lines(t, "../testdata/events/sample-2000.ndjson", "../testdata/events/drift.ndjson")
 }
 
 func fill(t *testing.T, root string, lines [][]byte) {
-	sp, err := spool.Open(root, spool.Options{Node: "fw", MinFreeBytes: -1, SegmentBytes: 64 << 10, Registerer: prometheus.NewRegistry()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := 0; i < len(lines); i += 37 {
-		chunk := lines[i:min(i+37, len(lines))]
-		body := append(append([]byte("["), bytes.Join(chunk, []byte(",\r\n"))...), "\r\n]\r\n"...)
-		p, _ := spool.Prepare(len(chunk), "test", nil, body)
-		if _, err := sp.Append(context.Background(), p); err != nil {
-			t.Fatal(err)
-		}
-	}
-	sp.Close()
+	spooltest.Fill(t, root, lines, spooltest.Options{Node: "fw", PerPost: 37, SegmentBytes: 64 << 10})
 }
 
 // expected counts the events that must reach Segment: Spec types with a

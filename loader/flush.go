@@ -455,16 +455,7 @@ func pruneDone(l spool.Layout, cutoff time.Time) (int, error) {
 		return 0, err
 	}
 	n := 0
-	err = filepath.WalkDir(l.Done(), func(p string, d os.DirEntry, err error) error {
-		if err != nil {
-			if errors.Is(err, os.ErrNotExist) {
-				return nil
-			}
-			return err
-		}
-		if d.IsDir() || !strings.HasSuffix(p, spool.SealedSuffix) {
-			return nil
-		}
+	err = spool.WalkDone(l, func(p, _ string, d os.DirEntry) error {
 		inEvents := filepath.Dir(p) == filepath.Join(l.Done(), spool.EventsDir)
 		if _, first, ok := spool.ParseSegmentName(d.Name()); ok && following && inEvents && first >= keepFrom {
 			return nil // a follower still needs it

@@ -1,7 +1,6 @@
 package loader
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -14,50 +13,16 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/sgload/sgload/internal/duckcheck"
+	"github.com/sgload/sgload/internal/spooltest"
 	"github.com/sgload/sgload/internal/testbucket"
 	"github.com/sgload/sgload/spool"
 )
 
-func readLines(t testing.TB, paths ...string) [][]byte {
-	t.Helper()
-	var out [][]byte
-	for _, p := range paths {
-		data, err := os.ReadFile(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, bytes.Split(bytes.TrimSpace(data), []byte("\n"))...)
-	}
-	return out
-}
-
 // fillSpool appends the events to the spool at root as webhook POSTs of
-// perPost events each, framed as SendGrid frames them, and seals them.
+// perPost events each and seals them.
 func fillSpool(t testing.TB, root string, lines [][]byte, perPost int, segmentBytes int64) {
-	t.Helper()
-	sp, err := spool.Open(root, spool.Options{Node: "t1", MinFreeBytes: -1, SegmentBytes: segmentBytes,
-		Registerer: prometheus.NewRegistry()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := 0; i < len(lines); i += perPost {
-		chunk := lines[i:min(i+perPost, len(lines))]
-		body := append([]byte("["), bytes.Join(chunk, []byte(",\r\n"))...)
-		body = append(body, "\r\n]\r\n"...)
-		p, err := spool.Prepare(len(chunk), "test", nil, body)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := sp.Append(context.Background(), p); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := sp.Close(); err != nil {
-		t.Fatal(err)
-	}
+	spooltest.Fill(t, root, lines, spooltest.Options{Node: "t1", PerPost: perPost, SegmentBytes: segmentBytes})
 }
 
 var nonWord = regexp.MustCompile(`[^a-z0-9_]+`)
@@ -169,11 +134,11 @@ func TestBuckets(t *testing.T) {
 }
 
 func runBucketTests(t *testing.T, kind string) {
-	input := readLines(t, "../testdata/events/sample-2000.ndjson", "../testdata/events/drift.ndjson")
+	input := spooltest.Lines(t, "../testdata/events/sample-2000.ndjson", "../testdata/events/drift.ndjson")
 	want := expect(t, input)
 	// The crash scenarios run on a third of it (still several plans), which
 	// keeps the suite quick under the race detector.
-	small := append(readLines(t, "../testdata/events/sample-2000.ndjson")[:600], readLines(t, "../testdata/events/drift.ndjson")...)
+	small := append(spooltest.Lines(t, "../testdata/events/sample-2000.ndjson")[:600], spooltest.Lines(t, "../testdata/events/drift.ndjson")...)
 	wantSmall := expect(t, small)
 	const prefix = "sendgrid/raw"
 
@@ -323,7 +288,7 @@ func runBucketTests(t *testing.T, kind string) {
 func TestDryRunChangesNothing(t *testing.T) {
 	b := testbucket.Open(t, "file")
 	root := t.TempDir()
-	input := readLines(t, "../testdata/events/drift.ndjson")
+	input := spooltest.Lines(t, "../testdata/events/drift.ndjson")
 	fillSpool(t, root, input, 5, 1<<20)
 	opts := flushOpts(root, b, "p")
 	opts.DryRun = true
@@ -345,7 +310,7 @@ func TestDryRunChangesNothing(t *testing.T) {
 func TestPreflightFailsClearly(t *testing.T) {
 	b := testbucket.Open(t, "file")
 	root := t.TempDir()
-	fillSpool(t, root, readLines(t, "../testdata/events/drift.ndjson"), 5, 1<<20)
+	fillSpool(t, root, spooltest.Lines(t, "../testdata/events/drift.ndjson"), 5, 1<<20)
 	os.RemoveAll(b.Dir)
 	os.WriteFile(b.Dir, nil, 0o644) // the bucket folder is now a file: nothing can be written
 	_, err := Flush(context.Background(), flushOpts(root, b, "p"))
@@ -359,7 +324,7 @@ func TestPreflightFailsClearly(t *testing.T) {
 
 func TestOneFlushAtATime(t *testing.T) {
 	root := t.TempDir()
-	fillSpool(t, root, readLines(t, "../testdata/events/drift.ndjson"), 5, 1<<20)
+	fillSpool(t, root, spooltest.Lines(t, "../testdata/events/drift.ndjson"), 5, 1<<20)
 	lock, err := spool.TryLock(spool.Layout{Root: root}, "flush")
 	if err != nil {
 		t.Fatal(err)
@@ -374,7 +339,7 @@ func TestOneFlushAtATime(t *testing.T) {
 func TestRetentionPrunesDone(t *testing.T) {
 	b := testbucket.Open(t, "mem")
 	root := t.TempDir()
-	fillSpool(t, root, readLines(t, "../testdata/events/drift.ndjson"), 5, 1<<20)
+	fillSpool(t, root, spooltest.Lines(t, "../testdata/events/drift.ndjson"), 5, 1<<20)
 	opts := flushOpts(root, b, "p")
 	if _, err := Flush(context.Background(), opts); err != nil {
 		t.Fatal(err)

@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strings"
 
 	"github.com/parquet-go/parquet-go"
 	"gocloud.dev/blob"
@@ -204,17 +203,7 @@ func verifySpool(o VerifyOptions, manifests map[string]*Manifest, rep *VerifyRep
 			committed[s.Path] = s
 		}
 	}
-	return filepath.WalkDir(l.Done(), func(p string, d os.DirEntry, err error) error {
-		if err != nil {
-			if errors.Is(err, os.ErrNotExist) {
-				return nil
-			}
-			return err
-		}
-		if d.IsDir() || !strings.HasSuffix(p, spool.SealedSuffix) {
-			return nil
-		}
-		rel, _ := filepath.Rel(l.Done(), p)
+	return spool.WalkDone(l, func(p, rel string, _ os.DirEntry) error {
 		s, ok := committed[rel]
 		if !ok {
 			rep.problem("done/%s is in no manifest of node %s", rel, node)

@@ -119,3 +119,25 @@ func ListSegments(dir, suffix string) ([]Segment, error) {
 	})
 	return segs, nil
 }
+
+// WalkDone calls fn for every sealed segment under done/ (events and each
+// object collection), with its path and its path relative to done/ (how
+// manifests name it). A spool with no done/ yet has none.
+func WalkDone(l Layout, fn func(path, rel string, d os.DirEntry) error) error {
+	return filepath.WalkDir(l.Done(), func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				return nil
+			}
+			return err
+		}
+		if d.IsDir() || !strings.HasSuffix(p, SealedSuffix) {
+			return nil
+		}
+		rel, err := filepath.Rel(l.Done(), p)
+		if err != nil {
+			return err
+		}
+		return fn(p, rel, d)
+	})
+}

@@ -52,51 +52,42 @@ func (b bigquery) preamble(g *gen) ([]stmt, error) {
 }
 
 func (b bigquery) rawEvents(g *gen) ([]stmt, error) {
-	files, err := b.uri(g.loc, under(g.o.Prefix, "events", "*"))
+	st, err := b.externalTable(g, "events_raw", schema.EventColumns(), []string{"event_type STRING", "dt DATE"}, "events")
 	if err != nil {
 		return nil, err
 	}
-	prefix, _ := b.uri(g.loc, under(g.o.Prefix, "events"))
-	conn := ""
-	if g.o.Connection != "" {
-		conn = "\nWITH CONNECTION `" + g.o.Connection + "`"
-	}
-	return []stmt{{
-		comment: "All event files, every type, with the schema declared (not inferred from one file).\nevent_type and dt are hive partition keys in the path: filter on them to prune files.\nNew files and new event types are visible at once; nothing to run after a flush.",
-		sql: fmt.Sprintf(`CREATE OR REPLACE EXTERNAL TABLE %s (
-%s
-)
-WITH PARTITION COLUMNS (
-  event_type STRING,
-  dt DATE
-)%s
-OPTIONS (
-  format = 'PARQUET',
-  uris = ['%s'],
-  hive_partition_uri_prefix = '%s',
-  require_hive_partition_filter = FALSE,
-  enable_list_inference = TRUE
-)`, b.table(g, "events_raw"), strings.Join(columnDefs(b, schema.EventColumns()), ",\n"), conn, files, prefix),
-	}}, nil
+	st.comment = "All event files, every type, with the schema declared (not inferred from one file).\nevent_type and dt are hive partition keys in the path: filter on them to prune files.\nNew files and new event types are visible at once; nothing to run after a flush."
+	return []stmt{st}, nil
 }
 
 func (bigquery) rawStar() string { return "*" }
 
 func (b bigquery) rawObjects(g *gen, t *schema.Table, name string) ([]stmt, error) {
-	files, err := b.uri(g.loc, under(g.o.Prefix, "objects", t.Name, "*"))
+	st, err := b.externalTable(g, name, t.Columns, []string{"dt DATE"}, "objects", t.Name)
 	if err != nil {
 		return nil, err
 	}
-	prefix, _ := b.uri(g.loc, under(g.o.Prefix, "objects", t.Name))
+	return []stmt{st}, nil
+}
+
+// externalTable declares a hive-partitioned Parquet external table over the
+// files under the bucket path dirs, with the columns declared rather than
+// inferred from one file.
+func (b bigquery) externalTable(g *gen, name string, cols []schema.Column, partitions []string, dirs ...string) (stmt, error) {
+	files, err := b.uri(g.loc, under(g.o.Prefix, append(dirs, "*")...))
+	if err != nil {
+		return stmt{}, err
+	}
+	prefix, _ := b.uri(g.loc, under(g.o.Prefix, dirs...))
 	conn := ""
 	if g.o.Connection != "" {
 		conn = "\nWITH CONNECTION `" + g.o.Connection + "`"
 	}
-	return []stmt{{sql: fmt.Sprintf(`CREATE OR REPLACE EXTERNAL TABLE %s (
+	return stmt{sql: fmt.Sprintf(`CREATE OR REPLACE EXTERNAL TABLE %s (
 %s
 )
 WITH PARTITION COLUMNS (
-  dt DATE
+  %s
 )%s
 OPTIONS (
   format = 'PARQUET',
@@ -104,5 +95,5 @@ OPTIONS (
   hive_partition_uri_prefix = '%s',
   require_hive_partition_filter = FALSE,
   enable_list_inference = TRUE
-)`, b.table(g, name), strings.Join(columnDefs(b, t.Columns), ",\n"), conn, files, prefix)}}, nil
+)`, b.table(g, name), strings.Join(columnDefs(b, cols), ",\n"), strings.Join(partitions, ",\n  "), conn, files, prefix)}, nil
 }

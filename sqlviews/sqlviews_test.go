@@ -16,14 +16,13 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sgload/sgload/internal/duckcheck"
+	"github.com/sgload/sgload/internal/spooltest"
 	"github.com/sgload/sgload/internal/testbucket"
 	"github.com/sgload/sgload/loader"
 	"github.com/sgload/sgload/sendgrid"
 	"github.com/sgload/sgload/snapshot"
-	"github.com/sgload/sgload/spool"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files under testdata/")
@@ -156,37 +155,6 @@ func TestThirdPartyParser(t *testing.T) {
 	t.Logf("node-sql-parser accepted %d statements and expressions", len(checks))
 }
 
-// fillSpool writes the events as one node's POSTs into a spool.
-func fillSpool(t *testing.T, root, node string, lines [][]byte) {
-	t.Helper()
-	sp, err := spool.Open(root, spool.Options{Node: node, MinFreeBytes: -1, Registerer: prometheus.NewRegistry()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := 0; i < len(lines); i += 50 {
-		chunk := lines[i:min(i+50, len(lines))]
-		body := append(append([]byte("["), bytes.Join(chunk, []byte(",\r\n"))...), "\r\n]\r\n"...)
-		p, err := spool.Prepare(len(chunk), "test", nil, body)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := sp.Append(context.Background(), p); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := sp.Close(); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func lines(t *testing.T, path string) [][]byte {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return bytes.Split(bytes.TrimSpace(data), []byte("\n"))
-}
-
 // TestDuckDBViewsOverARealFlush flushes two nodes into one bucket — their
 // spools overlap, as when SendGrid retries a batch against another node —
 // runs the generated DuckDB SQL for real, and checks the views row by row
@@ -194,13 +162,13 @@ func lines(t *testing.T, path string) [][]byte {
 // event types.
 func TestDuckDBViewsOverARealFlush(t *testing.T) {
 	b := testbucket.Open(t, "file")
-	sample := lines(t, "../testdata/events/sample-2000.ndjson")
-	drift := lines(t, "../testdata/events/drift.ndjson")
+	sample := spooltest.Lines(t, "../testdata/events/sample-2000.ndjson")
+	drift := spooltest.Lines(t, "../testdata/events/drift.ndjson")
 	nodeA := append(append([][]byte{}, sample[:1500]...), drift...)
 	nodeB := sample[1000:] // 500 events node A has too
 	for node, evs := range map[string][][]byte{"node-a": nodeA, "node-b": nodeB} {
 		root := t.TempDir()
-		fillSpool(t, root, node, evs)
+		spooltest.Fill(t, root, evs, spooltest.Options{Node: node})
 		if _, err := loader.Flush(context.Background(), loader.Options{Spool: root, Bucket: b.Bucket, Prefix: "sg", AfterWrite: b.AfterWrite}); err != nil {
 			t.Fatal(err)
 		}

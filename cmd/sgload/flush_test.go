@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -12,10 +11,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"gocloud.dev/blob"
 
 	"github.com/sgload/sgload/internal/duckcheck"
+	"github.com/sgload/sgload/internal/spooltest"
 	"github.com/sgload/sgload/internal/testbucket"
 	"github.com/sgload/sgload/loader"
 	"github.com/sgload/sgload/spool"
@@ -25,33 +24,11 @@ import (
 // SendGrid-framed POSTs and returns how many distinct events it holds.
 func sampleSpool(t *testing.T, root string) int64 {
 	t.Helper()
-	data, err := os.ReadFile("../../testdata/events/sample-2000.ndjson")
-	if err != nil {
-		t.Fatal(err)
-	}
-	lines := bytes.Split(bytes.TrimSpace(data), []byte("\n"))
-	sp, err := spool.Open(root, spool.Options{Node: "cli", MinFreeBytes: -1, SegmentBytes: 128 << 10,
-		Registerer: prometheus.NewRegistry()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	lines := spooltest.Lines(t, "../../testdata/events/sample-2000.ndjson")
+	spooltest.Fill(t, root, lines, spooltest.Options{Node: "cli", PerPost: 40, SegmentBytes: 128 << 10})
 	distinct := map[string]bool{}
-	for i := 0; i < len(lines); i += 40 {
-		chunk := lines[i:min(i+40, len(lines))]
-		for _, l := range chunk {
-			distinct[string(l)] = true // the sample's duplicates are exact re-sends
-		}
-		body := append(append([]byte("["), bytes.Join(chunk, []byte(",\r\n"))...), "\r\n]\r\n"...)
-		p, err := spool.Prepare(len(chunk), "test", nil, body)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := sp.Append(context.Background(), p); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := sp.Close(); err != nil {
-		t.Fatal(err)
+	for _, l := range lines {
+		distinct[string(l)] = true // the sample's duplicates are exact re-sends
 	}
 	return int64(len(distinct))
 }
