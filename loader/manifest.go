@@ -158,19 +158,13 @@ func listManifests(ctx context.Context, b *blob.Bucket, prefix string) ([]string
 // EventTypes lists the event tables present under prefix (the
 // event_type=<table> folders), so new types get views too.
 func EventTypes(ctx context.Context, b *blob.Bucket, prefix string) ([]string, error) {
-	base := joinKey(prefix, eventsDir) + "/"
+	dirs, err := subdirs(ctx, b, joinKey(prefix, eventsDir))
+	if err != nil {
+		return nil, fmt.Errorf("list event tables: %w", err)
+	}
 	var types []string
-	it := b.List(&blob.ListOptions{Prefix: base, Delimiter: "/"})
-	for {
-		obj, err := it.Next(ctx)
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return nil, fmt.Errorf("list event tables: %w", err)
-		}
-		name := strings.TrimSuffix(strings.TrimPrefix(obj.Key, base), "/")
-		if t, ok := strings.CutPrefix(name, PartitionKey+"="); ok && obj.IsDir {
+	for _, d := range dirs {
+		if t, ok := strings.CutPrefix(d, PartitionKey+"="); ok {
 			types = append(types, t)
 		}
 	}
@@ -179,20 +173,34 @@ func EventTypes(ctx context.Context, b *blob.Bucket, prefix string) ([]string, e
 
 // ObjectCollections lists the object collections present under prefix.
 func ObjectCollections(ctx context.Context, b *blob.Bucket, prefix string) ([]string, error) {
-	base := joinKey(prefix, objectsDir) + "/"
+	dirs, err := subdirs(ctx, b, joinKey(prefix, objectsDir))
+	if err != nil {
+		return nil, fmt.Errorf("list object collections: %w", err)
+	}
 	colls := []string{}
+	for _, d := range dirs {
+		if d != "sync_snapshots" {
+			colls = append(colls, d)
+		}
+	}
+	return colls, nil
+}
+
+// subdirs lists the names of the folders directly under dir.
+func subdirs(ctx context.Context, b *blob.Bucket, dir string) ([]string, error) {
+	base := dir + "/"
+	var names []string
 	it := b.List(&blob.ListOptions{Prefix: base, Delimiter: "/"})
 	for {
 		obj, err := it.Next(ctx)
 		if errors.Is(err, io.EOF) {
-			break
+			return names, nil
 		}
 		if err != nil {
-			return nil, fmt.Errorf("list object collections: %w", err)
+			return nil, err
 		}
-		if name := strings.TrimSuffix(strings.TrimPrefix(obj.Key, base), "/"); obj.IsDir && name != "sync_snapshots" {
-			colls = append(colls, name)
+		if obj.IsDir {
+			names = append(names, strings.TrimSuffix(strings.TrimPrefix(obj.Key, base), "/"))
 		}
 	}
-	return colls, nil
 }
