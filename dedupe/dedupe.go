@@ -61,22 +61,17 @@ func (s *Set) Add(ord int, keys ...Key) {
 	s.events = max(s.events, ord+1)
 }
 
-// Bytes is the memory the set holds.
-func (s *Set) Bytes() int { return cap(s.entries) * 20 }
-
 // Index is the on-disk history.
 type Index struct {
-	dir    string
-	window time.Duration
-	now    func() time.Time
+	dir string
 }
 
 // Open opens (creating) the history folder dir.
-func Open(dir string, window time.Duration) (*Index, error) {
+func Open(dir string) (*Index, error) {
 	if err := durable.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	return &Index{dir: dir, window: window, now: time.Now}, nil
+	return &Index{dir: dir}, nil
 }
 
 const (
@@ -223,14 +218,13 @@ func (ix *Index) Abort(id string) error {
 	return durable.SyncDir(ix.dir)
 }
 
-// Expire removes runs committed longer ago than the window and returns how
-// many it removed.
-func (ix *Index) Expire() (int, error) {
+// Expire removes runs committed before cutoff (now less the dedupe window)
+// and returns how many it removed.
+func (ix *Index) Expire(cutoff time.Time) (int, error) {
 	files, err := os.ReadDir(ix.dir)
 	if err != nil {
 		return 0, fmt.Errorf("list dedupe history: %w", err)
 	}
-	cutoff := ix.now().Add(-ix.window)
 	removed := 0
 	for _, f := range files {
 		if !strings.HasSuffix(f.Name(), runSuffix) {

@@ -10,7 +10,7 @@ import (
 func key(s string) Key { return IDKey([]byte(s)) }
 
 func TestResolveWithinPlanAndHistory(t *testing.T) {
-	ix, err := Open(t.TempDir(), 72*time.Hour)
+	ix, err := Open(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,7 +65,7 @@ func TestResolveWithinPlanAndHistory(t *testing.T) {
 
 func TestAbortAndExpire(t *testing.T) {
 	dir := t.TempDir()
-	ix, _ := Open(dir, time.Hour)
+	ix, _ := Open(dir)
 	s := &Set{}
 	s.Add(0, key("x"))
 	ix.WritePending("p", s)
@@ -79,7 +79,7 @@ func TestAbortAndExpire(t *testing.T) {
 	ix.Commit("p")
 	old := time.Now().Add(-2 * time.Hour)
 	os.Chtimes(filepath.Join(dir, "p"+runSuffix), old, old)
-	n, err := ix.Expire()
+	n, err := ix.Expire(time.Now().Add(-time.Hour))
 	if err != nil || n != 1 {
 		t.Fatalf("Expire = %d, %v", n, err)
 	}

@@ -28,7 +28,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/valyala/fastjson"
 
-	"github.com/sgload/sgload/internal/jsonarray"
+	"github.com/sgload/sgload/internal/backoff"
 	"github.com/sgload/sgload/spool"
 )
 
@@ -189,8 +189,8 @@ func (fw *forwarder) run(ctx context.Context) error {
 		if start.Segment == resume.Segment && start.Offset == resume.Offset {
 			skip = resume.Event // the part of this record sent before a restart
 		}
-		var events [][]byte
-		if !jsonarray.Objects(rec.Body, func(o []byte) bool { events = append(events, o); return true }) {
+		events, ok := rec.Split()
+		if !ok {
 			fw.skip(SkipNotJSON, int64(rec.Events))
 			events = nil
 		}
@@ -209,12 +209,6 @@ func (fw *forwarder) run(ctx context.Context) error {
 			fw.size += len(msg) + 1
 		}
 		pending = after
-		if len(fw.batch) == 0 {
-			// Nothing waits to be sent: the cursor can pass this record now.
-			if err := fw.f.Commit(after); err != nil {
-				return err
-			}
-		}
 	}
 }
 
@@ -223,19 +217,23 @@ func (fw *forwarder) skip(reason string, n int64) {
 	fw.m.skipped.WithLabelValues(reason).Add(float64(n))
 }
 
-// send posts the batch, retrying, then moves the cursor to pos.
+// send posts the batch, retrying, then moves the cursor to pos. With no
+// batch (everything since was skipped) it only moves the cursor.
 func (fw *forwarder) send(ctx context.Context, pos spool.Position) error {
 	if len(fw.batch) == 0 {
-		return nil
+		if pos == (spool.Position{}) || pos == fw.f.Stored() {
+			return nil
+		}
+		return fw.f.Commit(pos)
 	}
 	var body bytes.Buffer
 	body.WriteString(`{"batch":[`)
 	body.Write(bytes.Join(fw.batch, []byte(",")))
 	fmt.Fprintf(&body, `],"sentAt":%q}`, time.Now().UTC().Format(time.RFC3339Nano))
-	backoff := time.Second
+	delay := time.Second
 	for attempt := 0; ; attempt++ {
 		if wait := time.Until(fw.lastSend.Add(time.Duration(float64(time.Second) / fw.o.Rate))); wait > 0 {
-			if err := sleep(ctx, wait); err != nil {
+			if err := backoff.Sleep(ctx, wait); err != nil {
 				return err
 			}
 		}
@@ -249,15 +247,15 @@ func (fw *forwarder) send(ctx context.Context, pos spool.Position) error {
 		}
 		fw.sum.Retries++
 		fw.m.retries.Inc()
-		wait := backoff
+		wait := delay
 		if retryAfter > 0 {
 			wait = retryAfter
 		}
 		fw.log.Warn("batch not accepted; retrying", "attempt", attempt+1, "wait", wait.String(), "err", err)
-		if err := sleep(ctx, wait); err != nil {
+		if err := backoff.Sleep(ctx, wait); err != nil {
 			return err
 		}
-		backoff = min(2*backoff, time.Minute)
+		delay = min(2*delay, time.Minute)
 	}
 	n := int64(len(fw.batch))
 	fw.sum.Sent += n
@@ -303,13 +301,4 @@ func (fw *forwarder) post(ctx context.Context, body []byte) (time.Duration, erro
 		return 0, fmt.Errorf("HTTP %d: %s", resp.StatusCode, strings.TrimSpace(string(msg)))
 	}
 	return 0, fmt.Errorf("%w: HTTP %d: %s", ErrRejected, resp.StatusCode, strings.TrimSpace(string(msg)))
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	select {
-	case <-time.After(d):
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }

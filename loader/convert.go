@@ -13,7 +13,6 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
-	"github.com/sgload/sgload/internal/jsonarray"
 	"github.com/sgload/sgload/parquetfile"
 	"github.com/sgload/sgload/schema"
 	"github.com/sgload/sgload/spool"
@@ -29,8 +28,9 @@ import (
 // named by (partition, mapper, n). At the end of the plan the chunks of each
 // partition are sorted by name and copied, compressed pages verbatim, into
 // files of about TargetFileBytes. Everything that decides what goes where
-// depends on the data and W (kept in the plan) only, never on timing, so a
-// redo writes the same objects.
+// depends on the data, W (kept in the plan) and the tuning flags, never on
+// timing, so output is reproducible; exactly-once rests on the journal, not
+// on that (undo deletes a failed attempt's objects first).
 
 // partKey is a partition: an event table or an object collection, and a day.
 type partKey struct {
@@ -176,11 +176,8 @@ func (f *flusher) convert(ctx context.Context, p *Plan, keys *keyResult) (*Manif
 			return c.mapper(gctx, w, workers, inputs[w])
 		})
 	}
-	var encoders sync.WaitGroup
 	for range max(2, f.opts.Workers) {
-		encoders.Add(1)
 		g.Go(func() error {
-			defer encoders.Done()
 			e := &encoder{}
 			for job := range c.encodes {
 				err := c.encode(e, job)
@@ -207,7 +204,6 @@ func (f *flusher) convert(ctx context.Context, p *Plan, keys *keyResult) (*Manif
 	if err := g.Wait(); err != nil {
 		return nil, err
 	}
-	encoders.Wait()
 	if err := c.assembleAll(ctx); err != nil {
 		return nil, err
 	}
@@ -252,6 +248,26 @@ func (c *converter) mapper(ctx context.Context, w, workers int, in <-chan item) 
 			return ctx.Err()
 		}
 	}
+	// evict submits the largest partitions' rows until the mapper holds
+	// less than its budget.
+	evict := func() error {
+		for held >= budget {
+			var largest *rows
+			for _, r := range parts {
+				if r.batch != nil && (largest == nil || r.batch.Bytes() > largest.batch.Bytes() ||
+					(r.batch.Bytes() == largest.batch.Bytes() && lessKey(r.key, largest.key))) {
+					largest = r
+				}
+			}
+			if largest == nil {
+				return nil
+			}
+			if err := submit(largest); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
 	for it := range in {
 		if it.corrupt != nil {
 			if err := c.quarantine("line", it.corrupt.Err.Error(), it.corrupt.Path, it.corrupt.Line, nil); err != nil {
@@ -262,17 +278,20 @@ func (c *converter) mapper(ctx context.Context, w, workers int, in <-chan item) 
 		}
 		rec := it.rec
 		if coll := spool.ObjectCollection(c.plan.Segments[it.seg].Path); coll != "" {
-			n, errs, err := c.mapObjects(objMappers, coll, rec, parts, func(r *rows) error { return submit(r) }, &held)
+			n, errs, err := c.mapObjects(objMappers, coll, rec, parts, submit, &held)
 			if err != nil {
 				return err
 			}
 			nevents += int64(n)
 			errorRows += int64(errs)
 			c.done(rec)
+			if err := evict(); err != nil {
+				return err
+			}
 			continue
 		}
 		nevents += int64(rec.Events)
-		evs, ok := events(rec)
+		evs, ok := rec.Split()
 		if !ok {
 			if err := c.quarantine("record", "body does not hold the record's events", "", rec.Body, rec); err != nil {
 				return err
@@ -321,20 +340,8 @@ func (c *converter) mapper(ctx context.Context, w, workers int, in <-chan item) 
 			}
 		}
 		c.done(rec)
-		for held >= budget {
-			var largest *rows
-			for _, r := range parts {
-				if r.batch != nil && (largest == nil || r.batch.Bytes() > largest.batch.Bytes() ||
-					(r.batch.Bytes() == largest.batch.Bytes() && lessKey(r.key, largest.key))) {
-					largest = r
-				}
-			}
-			if largest == nil {
-				break
-			}
-			if err := submit(largest); err != nil {
-				return err
-			}
+		if err := evict(); err != nil {
+			return err
 		}
 	}
 	keys := make([]partKey, 0, len(parts))
@@ -393,10 +400,7 @@ func (c *converter) encode(e *encoder, job encodeJob) error {
 		e.bw = bufio.NewWriterSize(nil, 256<<10)
 	}
 	e.bw.Reset(io.MultiWriter(f, cw))
-	shape := job.key.table
-	if job.key.kind == eventKind {
-		shape = schema.EventSchemaName
-	}
+	shape := tableOf(job.key).SchemaName()
 	if e.writers == nil {
 		e.writers = map[string]*parquetfile.Writer{}
 	}
@@ -582,30 +586,28 @@ func (c *converter) mapObjects(mappers map[string]*schema.ObjectMapper, coll str
 		r.batch = schema.NewBatch(m.Table())
 	}
 	meta := schema.ObjectMeta{SyncID: rec.Header[spool.HeaderSyncID], SyncedAt: rec.ReceivedAt.UnixMicro(), Node: rec.Node}
-	i := 0
-	var mapErr error
-	jsonarray.Objects(rec.Body, func(obj []byte) bool {
+	objs, ok := rec.Split()
+	if !ok {
+		// Sync wrote this record whole (CRC-checked); quarantining part of
+		// a snapshot would make objects look deleted, so stop instead.
+		return 0, 0, fmt.Errorf("%s snapshot record at sequence %d does not hold its %d objects", table, rec.Sequence, rec.Events)
+	}
+	for i, obj := range objs {
 		meta.Sequence = rec.Sequence + int64(i)
-		i++
 		before := r.batch.Bytes()
 		errs, err := m.Append(r.batch, obj, meta)
 		if err != nil {
-			mapErr = err
-			return false
+			return 0, 0, err
 		}
 		*held += int64(r.batch.Bytes() - before)
 		if len(errs) > 0 {
 			errRows++
 		}
-		return true
-	})
-	if mapErr != nil {
-		return 0, 0, mapErr
 	}
 	if int64(r.batch.Bytes()) >= c.f.opts.RowGroupBytes {
 		if err := submit(r); err != nil {
 			return 0, 0, err
 		}
 	}
-	return i, errRows, nil
+	return len(objs), errRows, nil
 }

@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -54,6 +53,10 @@ type Options struct {
 	// AfterWrite, when set, runs after each object is written (the file://
 	// bucket uses it to fsync what fileblob does not).
 	AfterWrite func(ctx context.Context, key string) error
+	// Sweep, when set, removes what a crashed write left in the bucket (the
+	// file:// bucket's temporary files under prefix). It runs under the
+	// spool's lock, so never beside another flush, and not on dry runs.
+	Sweep func(prefix string) (int, error)
 	// Version goes into manifests.
 	Version  string
 	Logger   *slog.Logger
@@ -212,14 +215,23 @@ func Flush(ctx context.Context, opts Options) (*Summary, error) {
 		return f.sum, err
 	}
 	defer lock.Unlock()
-	if f.node, err = spoolNode(f.layout, opts.Node); err != nil {
+	if f.node, err = spool.NodeID(f.layout, opts.Node); err != nil {
 		return f.sum, err
+	}
+	if opts.Sweep != nil && !opts.DryRun {
+		n, err := opts.Sweep(opts.Prefix)
+		if err != nil {
+			return f.sum, fmt.Errorf("sweep temporary files in %s: %w", opts.BucketURL, err)
+		}
+		if n > 0 {
+			f.log.Info("removed temporary files a crashed write left in the bucket folder", "files", n)
+		}
 	}
 	f.journal = journal{dir: filepath.Join(f.layout.State(), "flush")}
 	if err := durable.MkdirAll(f.journal.dir, 0o755); err != nil {
 		return f.sum, err
 	}
-	if f.index, err = dedupe.Open(filepath.Join(f.layout.State(), "dedupe"), opts.DedupeWindow); err != nil {
+	if f.index, err = dedupe.Open(filepath.Join(f.layout.State(), "dedupe")); err != nil {
 		return f.sum, err
 	}
 	if err := f.preflight(ctx); err != nil {
@@ -231,15 +243,14 @@ func Flush(ctx context.Context, opts Options) (*Summary, error) {
 	if err != nil {
 		return f.sum, err
 	}
-	_, total, err := backlog(f.layout)
+	// An unfinished plan's segments stay in events/ until it finishes, so
+	// the backlog counts them already.
+	total, err := backlog(f.layout)
 	if err != nil {
 		return f.sum, err
 	}
-	for _, p := range pending {
-		total += p.bytes()
-	}
 	f.progressTotal = 2 * total
-	f.progressPlans = len(pending) + int((total+opts.MaxPlanBytes-1)/opts.MaxPlanBytes)
+	f.progressPlans = int((total + opts.MaxPlanBytes - 1) / opts.MaxPlanBytes)
 	for _, p := range pending {
 		if opts.DryRun {
 			return f.sum, fmt.Errorf("plan %s from an earlier flush is unfinished; run without --dry-run to finish it", p.ID)
@@ -270,7 +281,7 @@ func Flush(ctx context.Context, opts Options) (*Summary, error) {
 		}
 	}
 	if !opts.DryRun {
-		if n, err := f.index.Expire(); err != nil {
+		if n, err := f.index.Expire(opts.Now().Add(-opts.DedupeWindow)); err != nil {
 			f.log.Warn("expire dedupe history", "err", err)
 		} else if n > 0 {
 			f.log.Info("expired dedupe history", "runs", n)
@@ -289,15 +300,11 @@ func (f *flusher) run(ctx context.Context, p *Plan, redo bool) error {
 	f.progressPlan++
 	mkey := manifestKey(f.opts.Prefix, p.Node, p.ID)
 	if redo {
-		done, err := exists(ctx, f.opts.Bucket, mkey)
-		if err != nil {
+		m, err := readManifest(ctx, f.opts.Bucket, mkey)
+		if err != nil && gcerrors.Code(err) != gcerrors.NotFound {
 			return fmt.Errorf("check manifest %s: %w", mkey, err)
 		}
-		if done {
-			m, err := readManifest(ctx, f.opts.Bucket, mkey)
-			if err != nil {
-				return err
-			}
+		if err == nil { // the manifest is the commit point
 			f.log.Info("plan was committed before the crash; finishing it", "plan", p.ID)
 			f.sum.add(m, "")
 			return f.finish(ctx, p, m)
@@ -470,27 +477,4 @@ func pruneDone(l spool.Layout, cutoff time.Time) (int, error) {
 		return nil
 	})
 	return n, err
-}
-
-// spoolNode is the node id objects are named with.
-func spoolNode(l spool.Layout, want string) (string, error) {
-	if want != "" {
-		if !spool.ValidNode(want) {
-			return "", fmt.Errorf("node id %q is not valid", want)
-		}
-		return want, nil
-	}
-	b, err := os.ReadFile(filepath.Join(l.State(), "node"))
-	if err == nil {
-		if n := strings.TrimSpace(string(b)); spool.ValidNode(n) {
-			return n, nil
-		}
-	}
-	// A spool that never ran serve (sync only, or copied): take the node of
-	// its first segment, or a fixed name.
-	segs, _ := spool.ListSegments(l.Events(), spool.SealedSuffix)
-	if len(segs) > 0 {
-		return segs[0].Node, nil
-	}
-	return "node", nil
 }

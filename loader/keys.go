@@ -54,7 +54,7 @@ func (f *flusher) resolveKeys(ctx context.Context, p *Plan) (*keyResult, error) 
 				}
 				if spool.ObjectCollection(p.Segments[it.seg].Path) != "" {
 					// Object rows are versions, not events: never duplicates.
-				} else if evs, ok := events(it.rec); ok {
+				} else if evs, ok := it.rec.Split(); ok {
 					for i, raw := range evs {
 						if id, fp := kr.Keys(raw); id != nil {
 							local.Add(it.base+i, dedupe.IDKey(id), dedupe.Key(fp))

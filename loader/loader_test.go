@@ -322,6 +322,41 @@ func TestPreflightFailsClearly(t *testing.T) {
 	}
 }
 
+// TestSweepOnlyUnderTheLock: the file:// bucket's temporary-file sweep
+// would delete a running flush's half-written objects, so it runs only when
+// this flush holds the spool's lock, and never on a dry run.
+func TestSweepOnlyUnderTheLock(t *testing.T) {
+	root := t.TempDir()
+	fillSpool(t, root, spooltest.Lines(t, "../testdata/events/drift.ndjson"), 5, 1<<20)
+	b := testbucket.Open(t, "mem")
+	sweeps := 0
+	opts := flushOpts(root, b, "p")
+	opts.Sweep = func(string) (int, error) { sweeps++; return 0, nil }
+
+	lock, err := spool.TryLock(spool.Layout{Root: root}, "flush")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Flush(context.Background(), opts); !errors.Is(err, ErrBusy) {
+		t.Fatalf("flush: %v, want ErrBusy", err)
+	}
+	lock.Unlock()
+	dry := opts
+	dry.DryRun = true
+	if _, err := Flush(context.Background(), dry); err != nil {
+		t.Fatal(err)
+	}
+	if sweeps != 0 {
+		t.Fatalf("swept %d times while another flush held the lock or on a dry run", sweeps)
+	}
+	if _, err := Flush(context.Background(), opts); err != nil {
+		t.Fatal(err)
+	}
+	if sweeps != 1 {
+		t.Fatalf("swept %d times in a flush that held the lock, want 1", sweeps)
+	}
+}
+
 func TestOneFlushAtATime(t *testing.T) {
 	root := t.TempDir()
 	fillSpool(t, root, spooltest.Lines(t, "../testdata/events/drift.ndjson"), 5, 1<<20)

@@ -12,7 +12,8 @@ import (
 	"time"
 
 	"gocloud.dev/blob"
-	"gocloud.dev/gcerrors"
+
+	"github.com/sgload/sgload/schema"
 )
 
 // ManifestVersion is written in every manifest.
@@ -124,17 +125,6 @@ func readManifest(ctx context.Context, b *blob.Bucket, key string) (*Manifest, e
 	return &m, nil
 }
 
-func exists(ctx context.Context, b *blob.Bucket, key string) (bool, error) {
-	_, err := b.Attributes(ctx, key)
-	if err == nil {
-		return true, nil
-	}
-	if gcerrors.Code(err) == gcerrors.NotFound {
-		return false, nil
-	}
-	return false, err
-}
-
 // listManifests returns every manifest key under prefix, for all nodes.
 func listManifests(ctx context.Context, b *blob.Bucket, prefix string) ([]string, error) {
 	var keys []string
@@ -179,7 +169,7 @@ func ObjectCollections(ctx context.Context, b *blob.Bucket, prefix string) ([]st
 	}
 	colls := []string{}
 	for _, d := range dirs {
-		if d != "sync_snapshots" {
+		if d != schema.Snapshots.Name {
 			colls = append(colls, d)
 		}
 	}

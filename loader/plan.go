@@ -22,7 +22,9 @@ type Plan struct {
 	Created  time.Time     `json:"created"`
 	Segments []PlanSegment `json:"segments"`
 	// Workers is how many mappers split the plan's records; a redo uses the
-	// same number, so it writes the same objects.
+	// same number, so with the same tuning flags it writes the same objects.
+	// Correctness does not rest on that: undo deletes every object the
+	// first attempt journaled before the redo writes any.
 	Workers int `json:"workers"`
 }
 
@@ -30,14 +32,6 @@ type Plan struct {
 type PlanSegment struct {
 	Path  string `json:"path"` // e.g. events/node-0000….ndjson
 	Bytes int64  `json:"bytes"`
-}
-
-func (p *Plan) bytes() int64 {
-	var n int64
-	for _, s := range p.Segments {
-		n += s.Bytes
-	}
-	return n
 }
 
 // journal is the local record of a plan in flight: the plan file and the
@@ -88,7 +82,11 @@ func (j journal) pending() ([]*Plan, error) {
 
 // addIntent records, durably, that an upload of key is about to start.
 func (j journal) addIntent(id, key string) error {
-	f, err := os.OpenFile(j.intentsPath(id), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	f, err := os.OpenFile(j.intentsPath(id), os.O_WRONLY|os.O_APPEND, 0o644)
+	created := errors.Is(err, os.ErrNotExist)
+	if created {
+		f, err = os.OpenFile(j.intentsPath(id), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	}
 	if err != nil {
 		return fmt.Errorf("journal intent: %w", err)
 	}
@@ -98,6 +96,13 @@ func (j journal) addIntent(id, key string) error {
 	}
 	if err := f.Sync(); err != nil {
 		return fmt.Errorf("journal intent: %w", err)
+	}
+	if created {
+		// A new file is durable only once its folder entry is: without
+		// it, a power cut could lose the list of objects to undo.
+		if err := durable.SyncDir(j.dir); err != nil {
+			return fmt.Errorf("journal intent: %w", err)
+		}
 	}
 	return nil
 }
@@ -178,11 +183,10 @@ func nextPlan(l spool.Layout, node string, maxBytes int64, workers int, now time
 }
 
 // backlog sums the sealed segments waiting for flush.
-func backlog(l spool.Layout) (segments int, bytes int64, err error) {
+func backlog(l spool.Layout) (bytes int64, err error) {
 	segs, err := sealed(l)
 	for _, s := range segs {
-		segments++
 		bytes += s.Size
 	}
-	return segments, bytes, err
+	return bytes, err
 }

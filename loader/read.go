@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/sgload/sgload/internal/jsonarray"
 	"github.com/sgload/sgload/spool"
 )
 
@@ -95,18 +94,6 @@ func readPlan(ctx context.Context, root string, p *Plan, bufs bodies, fn func(it
 		r.Close()
 	}
 	return nil
-}
-
-// events splits a record's body into its events. It reports false when the
-// body does not hold exactly the number of objects the record says, which
-// only damage can cause; the record is then quarantined whole.
-func events(rec *spool.Record) ([][]byte, bool) {
-	out := make([][]byte, 0, rec.Events)
-	ok := jsonarray.Objects(rec.Body, func(o []byte) bool {
-		out = append(out, o)
-		return true
-	})
-	return out, ok && len(out) == rec.Events
 }
 
 // eventDay is the partition day of an event: its own date, or the day it

@@ -180,7 +180,7 @@ func (r *blobReaderAt) ReadAt(p []byte, off int64) (int, error) {
 
 func verifySpool(o VerifyOptions, manifests map[string]*Manifest, rep *VerifyReport) error {
 	l := spool.Layout{Root: o.Spool}
-	node, err := spoolNode(l, o.Node)
+	node, err := spool.NodeID(l, o.Node)
 	if err != nil {
 		return err
 	}

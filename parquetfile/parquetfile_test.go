@@ -79,7 +79,7 @@ func TestWritersReadBackInDuckDB(t *testing.T) {
 			for _, c := range schema.EventColumns() {
 				want := map[schema.Kind]string{schema.String: "VARCHAR", schema.Int64: "BIGINT", schema.Bool: "BOOLEAN",
 					schema.Timestamp: "TIMESTAMP WITH TIME ZONE", schema.StringList: "VARCHAR[]"}[c.Kind]
-				if got := types[c.Name]; got != want && !(c.Kind == schema.Timestamp && got == "TIMESTAMP") {
+				if got := types[c.Name]; got != want {
 					t.Errorf("column %s: DuckDB type %q, want %q", c.Name, got, want)
 				}
 			}

@@ -62,11 +62,7 @@ func ParquetSchema(t *schema.Table) *parquet.Schema {
 		}
 		g[c.Name] = n
 	}
-	name := t.Name
-	if &t.Columns[0] == &schema.EventColumns()[0] {
-		name = schema.EventSchemaName
-	}
-	return parquet.NewSchema(name, g)
+	return parquet.NewSchema(t.SchemaName(), g)
 }
 
 var noBounds = map[string]bool{

@@ -1,13 +1,12 @@
 package schema
 
 // Batch collects rows of one table column by column. Values are copied in,
-// so callers may reuse their buffers. A row is opened with Begin, filled with
-// the Set methods (a column not set is null) and closed with End.
+// so callers may reuse their buffers. A row is filled with the Set methods
+// (a column not set is null) and closed with End.
 type Batch struct {
 	Table *Table
 	cols  []ColumnData
 	rows  int
-	open  bool
 	// bytes is what the rows hold (values, offsets, validity), for the
 	// flush memory budget. It counts lengths, not capacities, so that it
 	// depends on the data alone: flush cuts row groups by it and must cut
@@ -51,11 +50,8 @@ func (b *Batch) Reset() {
 		c := &b.cols[i]
 		c.Valid, c.Ints, c.Bools, c.Data, c.Ends, c.Items = c.Valid[:0], c.Ints[:0], c.Bools[:0], c.Data[:0], c.Ends[:0], c.Items[:0]
 	}
-	b.rows, b.bytes, b.open = 0, 0, false
+	b.rows, b.bytes = 0, 0
 }
-
-// Begin opens a new row.
-func (b *Batch) Begin() { b.open = true }
 
 // End closes the row: every column not set is null.
 func (b *Batch) End() {
@@ -66,11 +62,7 @@ func (b *Batch) End() {
 		}
 	}
 	b.rows++
-	b.open = false
 }
-
-// IsSet reports whether column i has a value in the open row.
-func (b *Batch) IsSet(i int) bool { return len(b.cols[i].Valid) > b.rows }
 
 func (b *Batch) null(c *ColumnData) {
 	c.Valid = append(c.Valid, false)

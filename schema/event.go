@@ -81,7 +81,7 @@ func EventColumns() []Column { return eventColumns }
 
 // EventTable returns the table for events whose type normalises to name.
 func EventTable(name string) *Table {
-	return &Table{Name: name, Columns: eventColumns, Doc: "SendGrid " + name + " events, one row per event"}
+	return &Table{Name: name, Columns: eventColumns, Doc: "SendGrid " + name + " events, one row per event", event: true}
 }
 
 // EventSchemaName names the Parquet schema of every event table: they share
@@ -169,7 +169,7 @@ type field struct {
 }
 
 type eventIndexes struct {
-	seq, recv, node, custom, fingerprint, raw, errs, event, timestamp, id int
+	seq, recv, node, custom, fingerprint, raw, errs int
 }
 
 var eventTemplate = EventTable("x")
@@ -180,8 +180,7 @@ func NewEventMapper() *EventMapper {
 	return &EventMapper{tables: map[string]string{}, cols: eventIndexes{
 		seq: t.MustIndex("_sequence"), recv: t.MustIndex("_received_at"), node: t.MustIndex("_node"),
 		custom: t.MustIndex("custom_args"), fingerprint: t.MustIndex("_fingerprint"), raw: t.MustIndex("_raw"),
-		errs: t.MustIndex("_errors"), event: t.MustIndex("event"), timestamp: t.MustIndex("timestamp"),
-		id: t.MustIndex("sg_event_id"),
+		errs: t.MustIndex("_errors"),
 	}}
 }
 
@@ -294,7 +293,6 @@ func keys(raw []byte, scratch *[]byte) ([]byte, [16]byte) {
 // Append adds e as a row of b.
 func (m *EventMapper) Append(b *Batch, e *Event, meta Meta) {
 	c := m.cols
-	b.Begin()
 	b.SetInt64(c.seq, meta.Sequence)
 	b.SetInt64(c.recv, meta.ReceivedAt)
 	b.SetString(c.node, []byte(meta.Node))
@@ -318,6 +316,9 @@ func (m *EventMapper) Append(b *Batch, e *Event, meta Meta) {
 	hex.Encode(fp[:], e.Fingerprint[:])
 	b.SetString(c.fingerprint, fp[:])
 	b.SetString(c.raw, e.Raw)
+	if m.items == nil {
+		m.items = make([][]byte, 0, 4) // a nil list would be a null _errors; a clean row has []
+	}
 	m.items = m.items[:0]
 	for _, s := range e.errs {
 		m.items = append(m.items, []byte(s))

@@ -1,18 +1,13 @@
 package schema
 
 import (
-	"bytes"
-	"os"
 	"testing"
+
+	"github.com/sgload/sgload/internal/spooltest"
 )
 
 func sampleEvents(tb testing.TB) [][]byte {
-	tb.Helper()
-	data, err := os.ReadFile("../testdata/events/sample-2000.ndjson")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return bytes.Split(bytes.TrimSpace(data), []byte("\n"))
+	return spooltest.Lines(tb, "../testdata/events/sample-2000.ndjson")
 }
 
 // BenchmarkEventMapper is the per-event cost of flush's mapping step:

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/sgload/sgload/internal/spooltest"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files under testdata/")
@@ -79,11 +81,7 @@ func TestEventRowsGolden(t *testing.T) {
 		{"../testdata/events/drift.ndjson", "../testdata/schema/drift.rows.golden"},
 		{"../testdata/events/sample-2000.ndjson", "../testdata/schema/sample-first-40.rows.golden"},
 	} {
-		data, err := os.ReadFile(tc.in)
-		if err != nil {
-			t.Fatal(err)
-		}
-		lines := bytes.Split(bytes.TrimSpace(data), []byte("\n"))
+		lines := spooltest.Lines(t, tc.in)
 		if len(lines) > 40 {
 			lines = lines[:40]
 		}
@@ -104,9 +102,10 @@ func TestEventRowsGolden(t *testing.T) {
 }
 
 func TestCoercion(t *testing.T) {
-	m := NewEventMapper()
+	var m *EventMapper
 	row := func(raw string) map[string]any {
 		t.Helper()
+		m = NewEventMapper() // a fresh one per row: a row must not depend on the rows before it
 		e, err := m.Parse([]byte(raw))
 		if err != nil {
 			t.Fatal(err)

@@ -53,7 +53,7 @@ var objectMeta = []Column{
 }
 
 var objectTail = []Column{
-	{Name: "_raw", Kind: String, Doc: "the object exactly as the API returned it (JSON)"},
+	{Name: "_raw", Kind: String, Doc: "the object as the API returned it, re-serialised compactly (JSON)"},
 	{Name: "_errors", Kind: StringList, Doc: "one entry per value that could not be coerced"},
 }
 
@@ -174,19 +174,23 @@ type ObjectMeta struct {
 
 // ObjectMapper maps API objects of one collection onto its table.
 type ObjectMapper struct {
-	c     *Collection
-	table *Table
-	em    *EventMapper // scratch buffers and the coercion functions
-	p     fastjson.Parser
-	funcs []func(b *Batch, e *Event, v *fastjson.Value)
-	paths [][]string
+	table     *Table
+	em        *EventMapper // scratch buffers and the coercion functions
+	p         fastjson.Parser
+	funcs     []fieldFunc
+	paths     [][]string
+	raw, errs int // column indexes
+	e         Event
+	items     [][]byte
 }
 
 // NewObjectMapper returns a mapper for c.
 func NewObjectMapper(c *Collection) *ObjectMapper {
-	m := &ObjectMapper{c: c, table: c.Table(), em: NewEventMapper()}
+	t := c.Table()
+	m := &ObjectMapper{table: t, em: NewEventMapper(), raw: t.MustIndex("_raw"), errs: t.MustIndex("_errors"),
+		items: make([][]byte, 0, 4)}
 	for _, fd := range c.Fields {
-		col := m.table.MustIndex(fd.Name)
+		col := t.MustIndex(fd.Name)
 		var ff fieldFunc
 		switch fd.Kind {
 		case String:
@@ -204,7 +208,7 @@ func NewObjectMapper(c *Collection) *ObjectMapper {
 		if path == "" {
 			path = fd.Name
 		}
-		m.funcs = append(m.funcs, func(b *Batch, e *Event, v *fastjson.Value) { ff(m.em, b, e, v) })
+		m.funcs = append(m.funcs, ff)
 		m.paths = append(m.paths, strings.Split(path, "."))
 	}
 	return m
@@ -213,7 +217,8 @@ func NewObjectMapper(c *Collection) *ObjectMapper {
 // Table is the collection's table.
 func (m *ObjectMapper) Table() *Table { return m.table }
 
-// Append adds the object raw as a row of b and returns the coercion errors.
+// Append adds the object raw as a row of b and returns the coercion errors
+// (valid until the next Append).
 func (m *ObjectMapper) Append(b *Batch, raw []byte, meta ObjectMeta) ([]string, error) {
 	v, err := m.p.ParseBytes(raw)
 	if err != nil {
@@ -222,24 +227,23 @@ func (m *ObjectMapper) Append(b *Batch, raw []byte, meta ObjectMeta) ([]string, 
 	if v.Type() != fastjson.TypeObject {
 		return nil, ErrNotObject
 	}
-	e := &Event{}
-	b.Begin()
+	e := &m.e
+	e.errs = e.errs[:0]
 	b.SetInt64(0, meta.Sequence)
 	b.SetString(1, []byte(meta.SyncID))
 	b.SetInt64(2, meta.SyncedAt)
 	b.SetString(3, []byte(meta.Node))
-	for i, fn := range m.funcs {
+	for i, ff := range m.funcs {
 		if fv := v.Get(m.paths[i]...); fv != nil {
-			fn(b, e, fv)
+			ff(m.em, b, e, fv)
 		}
 	}
-	t := m.table
-	b.SetString(t.MustIndex("_raw"), raw)
-	items := make([][]byte, 0, len(e.errs))
+	b.SetString(m.raw, raw)
+	m.items = m.items[:0]
 	for _, s := range e.errs {
-		items = append(items, []byte(s))
+		m.items = append(m.items, []byte(s))
 	}
-	b.SetList(t.MustIndex("_errors"), items)
+	b.SetList(m.errs, m.items)
 	b.End()
 	return e.errs, nil
 }

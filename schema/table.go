@@ -45,6 +45,17 @@ type Table struct {
 	Key []string
 	// Doc says what a row is.
 	Doc string
+	// event marks the event tables, which share one shape.
+	event bool
+}
+
+// SchemaName names the table's Parquet schema: all event tables share one
+// (EventSchemaName), so one writer serves them all; others use their name.
+func (t *Table) SchemaName() string {
+	if t.event {
+		return EventSchemaName
+	}
+	return t.Name
 }
 
 // Index returns the position of the named column, or -1.

@@ -18,6 +18,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/sgload/sgload/internal/backoff"
 )
 
 // DefaultBaseURL is SendGrid's public API (EU subusers use
@@ -29,6 +31,7 @@ type Client struct {
 	base     *url.URL
 	key      string
 	http     *http.Client
+	download *http.Client // export files: no overall timeout
 	log      *slog.Logger
 	onBehalf string
 
@@ -43,7 +46,7 @@ type Client struct {
 	Now   func() time.Time
 
 	mu        sync.Mutex
-	waitUntil time.Time // rate limit exhausted until then
+	waitUntil map[string]time.Time // per path: SendGrid limits each endpoint on its own
 }
 
 // New returns a client for baseURL (DefaultBaseURL when empty) with the API
@@ -65,23 +68,22 @@ func New(baseURL, apiKey, onBehalfOf string, log *slog.Logger) (*Client, error) 
 	return &Client{
 		base: u, key: apiKey, log: log, onBehalf: onBehalfOf,
 		http:       &http.Client{Timeout: 2 * time.Minute},
+		download:   &http.Client{Transport: downloadTransport()},
 		MaxRetries: 5, MaxWait: 2 * time.Minute, Backoff: time.Second,
-		Sleep: sleepCtx, Now: time.Now,
+		Sleep: backoff.Sleep, Now: time.Now,
 	}, nil
 }
 
 // SetHTTPClient replaces the HTTP client (tests, proxies).
-func (c *Client) SetHTTPClient(h *http.Client) { c.http = h }
+func (c *Client) SetHTTPClient(h *http.Client) { c.http, c.download = h, h }
 
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+// downloadTransport bounds the wait for an export file's headers only: an
+// overall client timeout would also cut off a large file while it streams
+// into the spool.
+func downloadTransport() http.RoundTripper {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.ResponseHeaderTimeout = 2 * time.Minute
+	return t
 }
 
 // Error is a response the API refused. Its text never holds the API key.
@@ -130,7 +132,7 @@ func (c *Client) Do(ctx context.Context, method, path string, q url.Values, body
 	}
 	display := u.Path
 	for attempt := 0; ; attempt++ {
-		if err := c.waitForRateLimit(ctx); err != nil {
+		if err := c.waitForRateLimit(ctx, display); err != nil {
 			return nil, err
 		}
 		resp, err := c.once(ctx, method, u, body)
@@ -145,6 +147,7 @@ func (c *Client) Do(ctx context.Context, method, path string, q url.Values, body
 		case resp.Status == http.StatusTooManyRequests:
 			err = &Error{Status: resp.Status, Method: method, Path: display, Body: string(resp.Body)}
 			wait = c.rateLimitWait(resp.Header, attempt)
+			c.noteRateLimit(display, resp.Header)
 		case resp.Status >= 500:
 			err = &Error{Status: resp.Status, Method: method, Path: display, Body: string(resp.Body)}
 			wait = c.backoff(attempt)
@@ -153,7 +156,7 @@ func (c *Client) Do(ctx context.Context, method, path string, q url.Values, body
 		case resp.Status >= 300:
 			return resp, &Error{Status: resp.Status, Method: method, Path: display, Body: string(resp.Body)}
 		default:
-			c.noteRateLimit(resp.Header)
+			c.noteRateLimit(display, resp.Header)
 			return resp, nil
 		}
 		if attempt >= c.MaxRetries {
@@ -253,20 +256,23 @@ func resetTime(h http.Header) (time.Time, bool) {
 
 // noteRateLimit remembers an exhausted limit, so the next request waits for
 // the reset instead of earning a 429.
-func (c *Client) noteRateLimit(h http.Header) {
+func (c *Client) noteRateLimit(path string, h http.Header) {
 	if h.Get("X-RateLimit-Remaining") != "0" {
 		return
 	}
 	if reset, ok := resetTime(h); ok {
 		c.mu.Lock()
-		c.waitUntil = reset
+		if c.waitUntil == nil {
+			c.waitUntil = map[string]time.Time{}
+		}
+		c.waitUntil[path] = reset
 		c.mu.Unlock()
 	}
 }
 
-func (c *Client) waitForRateLimit(ctx context.Context) error {
+func (c *Client) waitForRateLimit(ctx context.Context, path string) error {
 	c.mu.Lock()
-	until := c.waitUntil
+	until := c.waitUntil[path]
 	c.mu.Unlock()
 	if d := until.Sub(c.Now()); d > 0 {
 		return c.Sleep(ctx, min(d+100*time.Millisecond, c.MaxWait))
@@ -282,7 +288,7 @@ func (c *Client) Download(ctx context.Context, rawURL string) (io.ReadCloser, er
 		if err != nil {
 			return nil, err
 		}
-		resp, err := c.http.Do(req)
+		resp, err := c.download.Do(req)
 		if err == nil && resp.StatusCode == http.StatusOK {
 			return resp.Body, nil
 		}

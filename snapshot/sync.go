@@ -165,7 +165,7 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 		return nil, err
 	}
 	defer lock.Unlock()
-	node, err := syncNode(l, o.Node)
+	node, err := spool.NodeID(l, o.Node)
 	if err != nil {
 		return nil, err
 	}
@@ -374,23 +374,4 @@ func (s *sequencer) save() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return durable.WriteFile(s.path, []byte(strconv.FormatInt(s.last, 10)+"\n"), 0o644)
-}
-
-func syncNode(l spool.Layout, want string) (string, error) {
-	if want != "" {
-		if !spool.ValidNode(want) {
-			return "", fmt.Errorf("node id %q is not valid", want)
-		}
-		return want, nil
-	}
-	if b, err := os.ReadFile(filepath.Join(l.State(), "node")); err == nil {
-		if n := strings.TrimSpace(string(b)); spool.ValidNode(n) {
-			return n, nil
-		}
-	}
-	h, _ := os.Hostname()
-	if h = strings.ToLower(strings.SplitN(h, ".", 2)[0]); spool.ValidNode(h) {
-		return h, nil
-	}
-	return "node", nil
 }

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync/atomic"
 
 	"github.com/sgload/sgload/internal/durable"
 )
@@ -29,11 +30,15 @@ type Position struct {
 // them. Forward and the raw tee each have one; flush keeps committed
 // segments in done/ until every follower has passed them.
 type Follower struct {
-	l     Layout
-	name  string
-	pos   Position
-	start Position // where the record last returned by Next starts
-	seg   *followed
+	l         Layout
+	name      string
+	pos       Position
+	start     Position // where the record last returned by Next starts
+	seg       *followed
+	hadCursor bool
+	// committed is the stored cursor, read by Lag from metrics scrapes
+	// while Next moves pos.
+	committed atomic.Pointer[Position]
 }
 
 type followed struct {
@@ -48,16 +53,31 @@ const CursorsDir = "cursors"
 // OpenFollower opens (creating) the follower called name.
 func OpenFollower(l Layout, name string) (*Follower, error) {
 	f := &Follower{l: l, name: name}
-	b, err := os.ReadFile(f.cursorPath())
-	switch {
-	case err == nil:
-		if err := json.Unmarshal(b, &f.pos); err != nil {
-			return nil, fmt.Errorf("cursor %s: %w", f.cursorPath(), err)
-		}
-	case !errors.Is(err, os.ErrNotExist):
+	if err := durable.MkdirAll(filepath.Dir(f.cursorPath()), 0o755); err != nil {
 		return nil, err
 	}
+	p, ok, err := readCursor(f.cursorPath())
+	if err != nil {
+		return nil, err
+	}
+	f.pos, f.hadCursor = p, ok
+	f.committed.Store(&p)
 	return f, nil
+}
+
+// readCursor reads a stored cursor; ok is false when there is none.
+func readCursor(path string) (p Position, ok bool, err error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return p, false, nil
+	}
+	if err != nil {
+		return p, false, err
+	}
+	if err := json.Unmarshal(b, &p); err != nil {
+		return p, false, fmt.Errorf("cursor %s: %w", path, err)
+	}
+	return p, true, nil
 }
 
 func (f *Follower) cursorPath() string {
@@ -67,14 +87,14 @@ func (f *Follower) cursorPath() string {
 // Position is the cursor: where the next record starts.
 func (f *Follower) Position() Position { return f.pos }
 
+// Stored is the cursor last stored (by Commit, or found when opened).
+func (f *Follower) Stored() Position { return *f.committed.Load() }
+
 // RecordStart is where the record last returned by Next starts.
 func (f *Follower) RecordStart() Position { return f.start }
 
 // HasCursor reports whether the follower had a stored cursor when opened.
-func (f *Follower) HasCursor() bool {
-	_, err := os.Stat(f.cursorPath())
-	return err == nil
-}
+func (f *Follower) HasCursor() bool { return f.hadCursor }
 
 // StartAtEnd places a follower without a cursor after every record written
 // so far (a new raw tee forwards new POSTs only). Call it before serve
@@ -92,11 +112,12 @@ func (f *Follower) StartAtEnd() error {
 
 // Commit stores p durably as the cursor; a restart resumes there.
 func (f *Follower) Commit(p Position) error {
-	if err := durable.MkdirAll(filepath.Dir(f.cursorPath()), 0o755); err != nil {
+	b, _ := json.Marshal(p)
+	if err := durable.WriteFile(f.cursorPath(), b, 0o644); err != nil {
 		return err
 	}
-	b, _ := json.Marshal(p)
-	return durable.WriteFile(f.cursorPath(), b, 0o644)
+	f.committed.Store(&p)
+	return nil
 }
 
 // Close releases the open segment.
@@ -182,64 +203,66 @@ func (f *Follower) Next() (*Record, Position, error) {
 			return rec, f.pos, nil
 		}
 		var ce *CorruptError
-		torn := errors.As(err, &ce) && strings.Contains(ce.Err.Error(), "torn line")
-		if err != io.EOF && !torn {
-			if errors.As(err, &ce) {
+		if err != io.EOF && !(errors.As(err, &ce) && ce.Torn) {
+			if ce != nil {
 				// A damaged line in a sealed segment: skip it, as flush does.
 				f.pos.Offset = f.seg.r.Offset()
 				continue
 			}
 			return nil, f.pos, err
 		}
-		// The end of what is written. A sealed segment is finished; an open
-		// one may grow, and is finished only once it has been sealed.
-		sealed, err := f.isSealed()
-		if err != nil {
-			return nil, f.pos, err
-		}
+		// The end of what is written (a torn last line is a write not yet
+		// finished, or cut short by a crash: read again from its start).
+		path := f.seg.path
 		f.seg.r.Close()
-		if !sealed {
-			f.seg = nil
-			return nil, f.pos, io.EOF
-		}
-		if torn {
-			f.pos.Offset = f.seg.r.Offset() // a torn tail left by a crash: nothing follows it
-		}
 		f.seg = nil
+		if strings.HasSuffix(path, OpenSuffix) {
+			if testHookAtEnd != nil {
+				testHookAtEnd()
+			}
+			if !f.sealed(path) {
+				return nil, f.pos, io.EOF
+			}
+			// Sealed since we read to the end: serve may have appended
+			// records in between, so read on in the sealed copy from here.
+			continue
+		}
 		f.pos = Position{Segment: f.pos.Segment + 1}
 	}
 }
 
-func (f *Follower) isSealed() (bool, error) {
-	if !strings.HasSuffix(f.seg.path, OpenSuffix) {
-		return true, nil
-	}
-	base := strings.TrimSuffix(filepath.Base(f.seg.path), OpenSuffix) + SealedSuffix
+// testHookAtEnd runs when a follower has read to the end of the open
+// segment, before it asks whether the segment is sealed: tests seal it there.
+var testHookAtEnd func()
+
+// sealed reports whether the .open segment at path is no longer being
+// written: sealed in events/ or done/, or gone.
+func (f *Follower) sealed(path string) bool {
+	base := strings.TrimSuffix(filepath.Base(path), OpenSuffix) + SealedSuffix
 	for _, p := range []string{filepath.Join(f.l.Events(), base), filepath.Join(f.l.Done(), EventsDir, base)} {
 		if _, err := os.Stat(p); err == nil {
-			return true, nil
+			return true
 		}
 	}
-	_, err := os.Stat(f.seg.path)
-	if errors.Is(err, os.ErrNotExist) {
-		return true, nil // renamed away between the two looks
-	}
-	return false, nil
+	_, err := os.Stat(path)
+	return errors.Is(err, os.ErrNotExist)
 }
 
-// Lag is how many bytes of event segments lie ahead of the cursor.
+// Lag is how many bytes of event segments lie ahead of the stored cursor.
+// It is safe to call while another goroutine reads (metrics do).
 func (f *Follower) Lag() (int64, error) {
 	segs, err := f.segments()
 	if err != nil {
 		return 0, err
 	}
+	pos := f.committed.Load()
 	var n int64
 	for _, s := range segs {
 		switch {
-		case s.first > f.pos.Segment:
+		case s.first > pos.Segment:
 			n += s.size
-		case s.first == f.pos.Segment:
-			n += max(0, s.size-f.pos.Offset)
+		case s.first == pos.Segment:
+			n += max(0, s.size-pos.Offset)
 		}
 	}
 	return n, nil
@@ -247,9 +270,11 @@ func (f *Follower) Lag() (int64, error) {
 
 // OldestCursor returns the smallest segment any follower still needs, and
 // false when there are no followers. Flush keeps committed segments from
-// there on.
+// there on. A cursor that cannot be read is an error: guessing could let
+// flush delete what a follower still needs.
 func OldestCursor(l Layout) (int64, bool, error) {
-	entries, err := os.ReadDir(filepath.Join(l.State(), CursorsDir))
+	dir := filepath.Join(l.State(), CursorsDir)
+	entries, err := os.ReadDir(dir)
 	if errors.Is(err, os.ErrNotExist) {
 		return 0, false, nil
 	}
@@ -261,15 +286,11 @@ func OldestCursor(l Layout) (int64, bool, error) {
 		if !strings.HasSuffix(e.Name(), ".json") {
 			continue
 		}
-		b, err := os.ReadFile(filepath.Join(l.State(), CursorsDir, e.Name()))
+		p, ok, err := readCursor(filepath.Join(dir, e.Name()))
 		if err != nil {
 			return 0, false, err
 		}
-		var p Position
-		if json.Unmarshal(b, &p) != nil {
-			continue
-		}
-		if !found || p.Segment < oldest {
+		if ok && (!found || p.Segment < oldest) {
 			oldest, found = p.Segment, true
 		}
 	}

@@ -42,6 +42,10 @@ type CorruptError struct {
 	Offset int64
 	Line   []byte // the damaged bytes, for quarantine
 	Err    error
+	// Torn means a last line without its newline: in a sealed segment, a
+	// write cut short by a crash; in an open one, possibly a write still
+	// under way.
+	Torn bool
 }
 
 func (e *CorruptError) Error() string {
@@ -64,7 +68,7 @@ func (r *Reader) Next() (*Record, error) {
 		return nil, fmt.Errorf("read %s at byte %d: %w", r.path, start, err)
 	}
 	if err == io.EOF { // a last line without its newline was never acknowledged
-		return nil, &CorruptError{Path: r.path, Offset: start, Line: line,
+		return nil, &CorruptError{Path: r.path, Offset: start, Line: line, Torn: true,
 			Err: fmt.Errorf("%w: torn line of %d bytes at end of file", ErrCorrupt, len(line))}
 	}
 	rec, perr := parseRecord(line, r.Alloc)

@@ -8,6 +8,8 @@ import (
 	"hash/crc32"
 	"strconv"
 	"time"
+
+	"github.com/sgload/sgload/internal/jsonarray"
 )
 
 // FormatVersion is written as "v" in every record; readers refuse others.
@@ -45,6 +47,17 @@ type Record struct {
 	Header map[string]string
 	// Body is the request body, byte for byte.
 	Body []byte
+}
+
+// Split cuts Body into its events' exact bytes; ok is false when Body is
+// not an array of exactly Events objects (a damaged record).
+func (r *Record) Split() (events [][]byte, ok bool) {
+	events = make([][]byte, 0, r.Events)
+	ok = jsonarray.Objects(r.Body, func(o []byte) bool {
+		events = append(events, o)
+		return true
+	})
+	return events, ok && len(events) == r.Events
 }
 
 // LastSequence is the _sequence of the record's last event.

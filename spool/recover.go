@@ -12,13 +12,14 @@ import (
 )
 
 // recoverOpen seals every .open segment left by a process that did not shut
-// down cleanly, and returns the highest sequence found in them.
+// down cleanly, and returns the highest sequence found in them; hwm is the
+// stored high-water mark, raised to that sequence when it is behind.
 //
 // Only the tail after the last intact record is cut: a crash can tear the
 // final write, which was never acknowledged (its fsync had not returned). The
 // cut bytes are kept in quarantine/ anyway, for forensics. Damaged lines with
 // intact records after them stay in place; readers report and skip them.
-func (s *Spool) recoverOpen() (int64, error) {
+func (s *Spool) recoverOpen(hwm int64) (int64, error) {
 	opens, err := ListSegments(s.layout.Events(), OpenSuffix)
 	if err != nil {
 		return 0, err
@@ -52,17 +53,12 @@ func (s *Spool) recoverOpen() (int64, error) {
 		s.log.Warn("recovered segment left open by an unclean stop",
 			"segment", filepath.Base(sealed), "records", n, "bytes", end, "cut_bytes", seg.Size-end)
 	}
-	if last > 0 {
-		if err := writeHighWater(s.layout, max(last, mustHighWater(s.layout))); err != nil {
+	if last > hwm {
+		if err := writeHighWater(s.layout, last); err != nil {
 			return 0, err
 		}
 	}
 	return last, nil
-}
-
-func mustHighWater(l Layout) int64 {
-	n, _ := readHighWater(l)
-	return n
 }
 
 // scanIntact reads a segment and returns the end offset of its last intact

@@ -171,7 +171,7 @@ func (s *Spool) start() error {
 	if err != nil {
 		return err
 	}
-	last, err := s.recoverOpen()
+	last, err := s.recoverOpen(hwm)
 	if err != nil {
 		return err
 	}
@@ -473,27 +473,40 @@ func (s *Spool) freeBytes() (uint64, error) {
 }
 
 func resolveNode(l Layout, want string) (string, error) {
-	p := filepath.Join(l.State(), "node")
+	node, err := NodeID(l, want)
+	if err != nil {
+		return "", err
+	}
+	if old, err := os.ReadFile(nodePath(l)); err == nil && strings.TrimSpace(string(old)) == node {
+		return node, nil
+	}
+	return node, durable.WriteFile(nodePath(l), []byte(node+"\n"), 0o644)
+}
+
+func nodePath(l Layout) string { return filepath.Join(l.State(), "node") }
+
+// NodeID is the node id of the spool at l: want when given, else the one
+// serve stored in state/node, else one made from the host name (what serve
+// will store). Flush and sync name their output with it; only serve stores it.
+func NodeID(l Layout, want string) (string, error) {
 	if want != "" {
 		if !ValidNode(want) {
 			return "", fmt.Errorf("node id %q: use 1-63 of a-z 0-9 . _ - (starting with a letter or digit)", want)
 		}
-		if old, err := os.ReadFile(p); err == nil && strings.TrimSpace(string(old)) == want {
-			return want, nil
-		}
-		return want, durable.WriteFile(p, []byte(want+"\n"), 0o644)
+		return want, nil
 	}
-	if b, err := os.ReadFile(p); err == nil {
+	b, err := os.ReadFile(nodePath(l))
+	if err == nil {
 		node := strings.TrimSpace(string(b))
 		if !ValidNode(node) {
-			return "", fmt.Errorf("node id %q in %s is not valid", node, p)
+			return "", fmt.Errorf("node id %q in %s is not valid", node, nodePath(l))
 		}
 		return node, nil
-	} else if !errors.Is(err, os.ErrNotExist) {
+	}
+	if !errors.Is(err, os.ErrNotExist) {
 		return "", fmt.Errorf("read node id: %w", err)
 	}
-	node := nodeFromHost()
-	return node, durable.WriteFile(p, []byte(node+"\n"), 0o644)
+	return nodeFromHost(), nil
 }
 
 func nodeFromHost() string {

@@ -20,6 +20,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/sgload/sgload/internal/backoff"
 	"github.com/sgload/sgload/spool"
 )
 
@@ -111,7 +112,7 @@ func (t *Tee) Run(ctx context.Context) {
 			continue
 		case err != nil:
 			t.log.Error("raw tee cannot read the spool; retrying", "err", err)
-			if sleep(ctx, t.MaxBackoff) != nil {
+			if backoff.Sleep(ctx, t.MaxBackoff) != nil {
 				return
 			}
 			continue
@@ -127,7 +128,7 @@ func (t *Tee) Run(ctx context.Context) {
 
 // deliver POSTs one record until the target answers 2xx; false when ctx ends.
 func (t *Tee) deliver(ctx context.Context, rec *spool.Record) bool {
-	backoff := 500 * time.Millisecond
+	delay := 500 * time.Millisecond
 	for attempt := 1; ; attempt++ {
 		err := t.post(ctx, rec)
 		if err == nil {
@@ -144,10 +145,10 @@ func (t *Tee) deliver(ctx context.Context, rec *spool.Record) bool {
 		if attempt == 1 || attempt%20 == 0 {
 			t.log.Warn("raw tee delivery failed; retrying until it succeeds", "attempt", attempt, "err", err)
 		}
-		if sleep(ctx, backoff) != nil {
+		if backoff.Sleep(ctx, delay) != nil {
 			return false
 		}
-		backoff = min(2*backoff, t.MaxBackoff)
+		delay = min(2*delay, t.MaxBackoff)
 	}
 }
 
@@ -169,13 +170,4 @@ func (t *Tee) post(ctx context.Context, rec *spool.Record) error {
 		return fmt.Errorf("%s answered %s", t.display, resp.Status)
 	}
 	return nil
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	select {
-	case <-time.After(d):
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }

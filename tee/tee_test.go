@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sendgrid/sendgrid-go/helpers/eventwebhook"
 
+	"github.com/sgload/sgload/internal/spooltest"
 	"github.com/sgload/sgload/spool"
 	"github.com/sgload/sgload/webhook"
 )
@@ -109,12 +110,13 @@ func (d *downstream) received() [][]byte {
 	return append([][]byte(nil), d.bodies...)
 }
 
-// ingest is serve in-process: a real spool, the webhook with signature
-// checks, and a tee to url.
-func ingest(t *testing.T, s *signer, url string) (*httptest.Server, *Tee, context.CancelFunc) {
+// ingest is serve in-process over the spool at root: a real spool, the
+// webhook with signature checks, and a tee to url. stop shuts it all down
+// (it also runs at the end of the test).
+func ingest(t *testing.T, s *signer, root, url string) (srv *httptest.Server, stop func()) {
 	t.Helper()
 	reg := prometheus.NewRegistry()
-	sp, err := spool.Open(t.TempDir(), spool.Options{Node: "tee", MinFreeBytes: -1, SegmentBytes: 4 << 10, Registerer: reg})
+	sp, err := spool.Open(root, spool.Options{Node: "tee", MinFreeBytes: -1, SegmentBytes: 4 << 10, Registerer: reg})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,12 +133,14 @@ func ingest(t *testing.T, s *signer, url string) (*httptest.Server, *Tee, contex
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(h)
+	srv = httptest.NewServer(h)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { tt.Run(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done; srv.Close(); sp.Close() })
-	return srv, tt, cancel
+	var once sync.Once
+	stop = func() { once.Do(func() { cancel(); <-done; srv.Close(); sp.Close() }) }
+	t.Cleanup(stop)
+	return srv, stop
 }
 
 func post(t *testing.T, srv *httptest.Server, s *signer, body []byte) {
@@ -173,7 +177,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 func TestTeeForwardsBodiesByteForByte(t *testing.T) {
 	s := newSigner(t)
 	d := newDownstream(t, s)
-	srv, _, _ := ingest(t, s, d.srv.URL+"/hook?token=abc")
+	srv, _ := ingest(t, s, t.TempDir(), d.srv.URL+"/hook?token=abc")
 	var sent [][]byte
 	for i := range 40 { // several segments (4 KiB each)
 		b := bodyN(i)
@@ -196,7 +200,7 @@ func TestTeeCatchesUpAfterDowntime(t *testing.T) {
 	s := newSigner(t)
 	d := newDownstream(t, s)
 	d.down.Store(true)
-	srv, _, _ := ingest(t, s, d.srv.URL)
+	srv, _ := ingest(t, s, t.TempDir(), d.srv.URL)
 	for i := range 20 {
 		post(t, srv, s, bodyN(i))
 	}
@@ -220,7 +224,7 @@ func TestIngestNeverWaitsForTheTee(t *testing.T) {
 	s := newSigner(t)
 	d := newDownstream(t, s)
 	d.hang = make(chan struct{})
-	srv, _, _ := ingest(t, s, d.srv.URL)
+	srv, _ := ingest(t, s, t.TempDir(), d.srv.URL)
 	done := make(chan struct{})
 	go func() {
 		for i := range 30 {
@@ -235,4 +239,39 @@ func TestIngestNeverWaitsForTheTee(t *testing.T) {
 	}
 	close(d.hang)
 	waitFor(t, "delivery once the downstream answers", func() bool { return len(d.received()) == 30 })
+}
+
+// TestTeeStartsAtTheEndThenResumesAtItsCursor: a new tee passes on only
+// what arrives after it is configured; once it has a cursor, a restart
+// resumes there, so what arrived while it could not deliver still goes.
+func TestTeeStartsAtTheEndThenResumesAtItsCursor(t *testing.T) {
+	s := newSigner(t)
+	d := newDownstream(t, s)
+	root := t.TempDir()
+	spooltest.Fill(t, root, [][]byte{[]byte(`{"event":"open","before":"the tee"}`)}, spooltest.Options{Node: "tee"})
+
+	srv, stop := ingest(t, s, root, d.srv.URL)
+	for i := range 3 {
+		post(t, srv, s, bodyN(i))
+	}
+	waitFor(t, "the first 3 bodies", func() bool { return len(d.received()) == 3 })
+	d.down.Store(true)
+	for i := 3; i < 6; i++ {
+		post(t, srv, s, bodyN(i))
+	}
+	stop()
+
+	d.down.Store(false)
+	ingest(t, s, root, d.srv.URL)
+	waitFor(t, "the bodies that waited in the spool", func() bool { return len(d.received()) >= 6 })
+	time.Sleep(100 * time.Millisecond) // room for a wrong resend to show
+	got := d.received()
+	if len(got) != 6 {
+		t.Fatalf("downstream got %d bodies, want 6 (none from before the tee, none twice)", len(got))
+	}
+	for i, b := range got {
+		if !bytes.Equal(b, bodyN(i)) {
+			t.Fatalf("body %d is %q, want %q", i, b, bodyN(i))
+		}
+	}
 }

@@ -122,7 +122,7 @@ func benchFlush(ctx context.Context, args []string) error {
 	bin := fs.String("sgload", "", "sgload binary")
 	events := fs.String("events", "", "NDJSON events (scripts/gen_events.py output)")
 	dir := fs.String("dir", "", "scratch folder")
-	scale := fs.Int("scale", 10, "also flush a spool this many times larger (0: skip)")
+	scale := fs.Int("scale", 10, "also flush a spool this many times larger (1 or less: skip)")
 	fs.Parse(args)
 	if *bin == "" || *events == "" || *dir == "" {
 		return errors.New("-sgload, -events and -dir are required")
@@ -131,12 +131,12 @@ func benchFlush(ctx context.Context, args []string) error {
 	if err := os.MkdirAll(*dir, 0o755); err != nil {
 		return err
 	}
-	batches, err := loadBatches(*events, 768*1024)
+	batches, err := loadBatches(*events, postBytes)
 	if err != nil {
 		return err
 	}
 	spoolDir := filepath.Join(*dir, "spool")
-	n, err := writeSpool(ctx, spoolDir, batches, 64<<20)
+	n, err := writeSpool(ctx, spoolDir, batches, segmentBytes)
 	if err != nil {
 		return err
 	}
@@ -208,7 +208,7 @@ func scaledSpool(ctx context.Context, dir string, batches []batch, k int) (int, 
 			all = append(all, batch{body: body, events: b.events})
 		}
 		if len(all) >= 200 { // keep memory flat while writing
-			n, err := writeSpool(ctx, dir, all, 64<<20)
+			n, err := writeSpool(ctx, dir, all, segmentBytes)
 			if err != nil {
 				return 0, err
 			}
@@ -216,7 +216,7 @@ func scaledSpool(ctx context.Context, dir string, batches []batch, k int) (int, 
 			all = all[:0]
 		}
 	}
-	n, err := writeSpool(ctx, dir, all, 64<<20)
+	n, err := writeSpool(ctx, dir, all, segmentBytes)
 	return total + n, err
 }
 

@@ -32,7 +32,7 @@ func benchIngest(ctx context.Context, args []string) error {
 	bin := fs.String("sgload", "", "sgload binary to benchmark")
 	events := fs.String("events", "", "NDJSON events (scripts/gen_events.py output)")
 	dir := fs.String("dir", "", "scratch folder on the disk to measure (default: a temp folder)")
-	batchBytes := fs.Int("batch-bytes", 768*1024, "batch size, as SendGrid sends")
+	batchBytes := fs.Int("batch-bytes", postBytes, "batch size, as SendGrid sends")
 	step := fs.Duration("step", 5*time.Second, "duration of each concurrency step")
 	conc := fs.String("concurrency", "1,2,4,8,16,32,64", "concurrency steps")
 	rate := fs.Int("rate", 200, "POSTs per second for the fixed-rate step")
@@ -146,7 +146,7 @@ func diskCeiling(path string, batches []batch, d time.Duration) (result, error) 
 	defer os.Remove(path)
 	defer f.Close()
 	var lat []time.Duration
-	var bytes, events, n int
+	var bytes, fileBytes, events, n int
 	start := time.Now()
 	for time.Since(start) < d {
 		b := batches[n%len(batches)]
@@ -159,8 +159,11 @@ func diskCeiling(path string, batches []batch, d time.Duration) (result, error) 
 		}
 		lat = append(lat, time.Since(t0))
 		bytes, events, n = bytes+len(b.body), events+b.events, n+1
-		if bytes > 2<<30 { // keep the file bounded
-			f.Truncate(0)
+		if fileBytes += len(b.body); fileBytes > 2<<30 { // keep the file bounded
+			if err := f.Truncate(0); err != nil {
+				return result{}, err
+			}
+			fileBytes = 0
 		}
 	}
 	return summarize(lat, bytes, events, n, time.Since(start), 0), nil

@@ -17,7 +17,7 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: sgload-bench ingest|flush [flags]")
+		fmt.Fprintln(os.Stderr, "usage: sgload-bench ingest|flush|spool [flags]")
 		os.Exit(2)
 	}
 	var err error
@@ -39,16 +39,25 @@ func main() {
 	}
 }
 
+// The shape of the spools the benchmarks write: bodies as large as
+// SendGrid's, segments as large as serve's default.
+const (
+	postBytes    = 768 << 10
+	segmentBytes = 64 << 20
+)
+
+// makeSpool writes a spool for profiling flush by hand:
+// sgload-bench spool -events E -spool DIR; sgload --cpu-profile P flush --spool DIR ...
 func makeSpool(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("spool", flag.ExitOnError)
 	events := fs.String("events", "", "NDJSON events")
 	dir := fs.String("spool", "", "spool folder to fill")
 	fs.Parse(args)
-	batches, err := loadBatches(*events, 768*1024)
+	batches, err := loadBatches(*events, postBytes)
 	if err != nil {
 		return err
 	}
-	n, err := writeSpool(ctx, *dir, batches, 64<<20)
+	n, err := writeSpool(ctx, *dir, batches, segmentBytes)
 	fmt.Printf("wrote %d events in %d POSTs to %s\n", n, len(batches), *dir)
 	return err
 }

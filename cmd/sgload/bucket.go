@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 	"gocloud.dev/blob"
@@ -13,6 +14,7 @@ import (
 	_ "gocloud.dev/blob/s3blob"    // s3://
 
 	"github.com/sgload/sgload/internal/filebucket"
+	"github.com/sgload/sgload/loader"
 )
 
 func bucketFlags() []cli.Flag {
@@ -49,4 +51,16 @@ func openBucket(ctx context.Context, c *cli.Context) (*openedBucket, error) {
 		ob.file = &filebucket.Durable{Root: root}
 	}
 	return ob, nil
+}
+
+// loaderOptions are the flush options flush and run both take from their
+// flags; flush adds its tuning flags.
+func (b *openedBucket) loaderOptions(c *cli.Context) loader.Options {
+	o := loader.Options{Spool: c.String("spool"), Bucket: b.Bucket, BucketURL: b.url,
+		Prefix: strings.Trim(c.String("prefix"), "/"), Node: c.String("node"), Version: version}
+	if b.file != nil {
+		o.AfterWrite = b.file.AfterWrite
+		o.Sweep = b.file.Sweep
+	}
+	return o
 }

@@ -1,10 +1,14 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
+	"io"
 	"strconv"
 	"strings"
 	"unicode"
+
+	"github.com/urfave/cli/v2"
 )
 
 // byteSize is a flag value such as 64MiB, 1GiB, 768KB or 1048576.
@@ -58,7 +62,35 @@ func parseByteSize(s string) (int64, error) {
 	return int64(f * float64(mult)), nil
 }
 
+// sizeValue reads a flag made with sizeFlag.
+func sizeValue(c *cli.Context, name string) int64 {
+	return int64(*c.Generic(name).(*byteSize))
+}
+
 func sizeFlag(n int64) *byteSize {
 	b := byteSize(n)
 	return &b
+}
+
+// jsonFlag is --json: the command's summary as JSON on stdout, for Airflow.
+func jsonFlag(what string) cli.Flag {
+	return &cli.BoolFlag{Name: "json", EnvVars: []string{"SGLOAD_JSON"}, Usage: "print the " + what + " as JSON on stdout (for Airflow)"}
+}
+
+// progressFlag is --progress, read by showProgress.
+func progressFlag() cli.Flag {
+	return &cli.StringFlag{Name: "progress", Value: "auto", EnvVars: []string{"SGLOAD_PROGRESS"},
+		Usage: "progress line on stderr: auto (on a terminal), always or never"}
+}
+
+// nodeFlag is --node for the commands that read the spool's node id.
+func nodeFlag(usage string) cli.Flag {
+	return &cli.StringFlag{Name: "node", EnvVars: []string{"SGLOAD_NODE"}, Usage: usage}
+}
+
+// printJSON writes v indented, as every --json summary is.
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -27,14 +26,11 @@ func flushCommand() *cli.Command {
 			"nothing to flush), 1 failed (rerun), 2 bad flags, 4 another flush holds the spool's lock.",
 		OnUsageError: onUsageError,
 		Flags: append(append([]cli.Flag{spoolFlag()}, bucketFlags()...),
-			&cli.StringFlag{Name: "node", EnvVars: []string{"SGLOAD_NODE"},
-				Usage: "node id in object names (default: the spool's)"},
+			nodeFlag("node id in object names (default: the spool's)"),
 			&cli.BoolFlag{Name: "dry-run", EnvVars: []string{"SGLOAD_DRY_RUN"},
 				Usage: "convert the next plan and report, but upload and change nothing"},
-			&cli.BoolFlag{Name: "json", EnvVars: []string{"SGLOAD_JSON"},
-				Usage: "print the summary as JSON on stdout (for Airflow)"},
-			&cli.StringFlag{Name: "progress", Value: "auto", EnvVars: []string{"SGLOAD_PROGRESS"},
-				Usage: "progress line on stderr: auto (on a terminal), always or never"},
+			jsonFlag("summary"),
+			progressFlag(),
 			&cli.GenericFlag{Name: "max-plan-bytes", Value: sizeFlag(256 << 20), EnvVars: []string{"SGLOAD_MAX_PLAN_BYTES"}, Category: "Tuning:",
 				Usage: "spool bytes per plan (commit unit); memory for dedupe keys grows with it"},
 			&cli.GenericFlag{Name: "target-file-bytes", Value: sizeFlag(256 << 20), EnvVars: []string{"SGLOAD_TARGET_FILE_BYTES"}, Category: "Tuning:",
@@ -60,7 +56,7 @@ func runFlush(c *cli.Context) error {
 		return err
 	}
 	log = log.With("component", "flush")
-	if lim := int64(*c.Generic("memory-limit").(*byteSize)); lim > 0 && os.Getenv("GOMEMLIMIT") == "" {
+	if lim := sizeValue(c, "memory-limit"); lim > 0 && os.Getenv("GOMEMLIMIT") == "" {
 		// Flush's own buffers are bounded by the flags above; the limit keeps
 		// the garbage collector from letting the heap float to twice that.
 		debug.SetMemoryLimit(lim)
@@ -70,31 +66,16 @@ func runFlush(c *cli.Context) error {
 		return err
 	}
 	defer b.Close()
-	opts := loader.Options{
-		Spool:           c.String("spool"),
-		Bucket:          b.Bucket,
-		BucketURL:       b.url,
-		Prefix:          strings.Trim(c.String("prefix"), "/"),
-		Node:            c.String("node"),
-		MaxPlanBytes:    int64(*c.Generic("max-plan-bytes").(*byteSize)),
-		TargetFileBytes: int64(*c.Generic("target-file-bytes").(*byteSize)),
-		RowGroupBytes:   int64(*c.Generic("row-group-bytes").(*byteSize)),
-		MemoryBytes:     int64(*c.Generic("memory-bytes").(*byteSize)),
-		DedupeWindow:    c.Duration("dedupe-window"),
-		Retain:          c.Duration("retain"),
-		DryRun:          c.Bool("dry-run"),
-		Version:         version,
-		Logger:          log,
-		Crash:           crashPoint(),
-	}
-	if b.file != nil {
-		opts.AfterWrite = b.file.AfterWrite
-		if n, err := b.file.Sweep(opts.Prefix); err != nil {
-			return failure(fmt.Errorf("sweep temporary files in %s: %w", b.url, err), "")
-		} else if n > 0 {
-			log.Info("removed temporary files a crashed write left in the bucket folder", "files", n)
-		}
-	}
+	opts := b.loaderOptions(c)
+	opts.MaxPlanBytes = sizeValue(c, "max-plan-bytes")
+	opts.TargetFileBytes = sizeValue(c, "target-file-bytes")
+	opts.RowGroupBytes = sizeValue(c, "row-group-bytes")
+	opts.MemoryBytes = sizeValue(c, "memory-bytes")
+	opts.DedupeWindow = c.Duration("dedupe-window")
+	opts.Retain = c.Duration("retain")
+	opts.DryRun = c.Bool("dry-run")
+	opts.Logger = log
+	opts.Crash = crashPoint()
 	var prog *progressLine
 	if showProgress(c) {
 		prog = &progressLine{w: c.App.ErrWriter}
@@ -114,9 +95,7 @@ func runFlush(c *cli.Context) error {
 		return failure(err, "rerun sgload flush: it finishes or redoes the interrupted plan")
 	}
 	if c.Bool("json") {
-		enc := json.NewEncoder(c.App.Writer)
-		enc.SetIndent("", "  ")
-		return enc.Encode(sum)
+		return printJSON(c.App.Writer, sum)
 	}
 	fmt.Fprintln(c.App.Writer, summaryLine(sum))
 	return nil

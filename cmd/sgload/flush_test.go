@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"os"
@@ -159,11 +160,12 @@ func TestFlushSurvivesStorageOutage(t *testing.T) {
 
 func TestFlushExitCodes(t *testing.T) {
 	root := t.TempDir()
-	sampleSpool(t, root)
+	want := sampleSpool(t, root)
 	b := testbucket.Open(t, "file")
 	out, _, code := runSgload(t, nil, "flush", "--spool", root, "--bucket", b.Dir, "--json")
-	if code != 0 || !strings.Contains(out, `"rows": 1`) {
-		t.Fatalf("flush --json: exit %d\n%s", code, out)
+	var sum loader.Summary
+	if code != 0 || json.Unmarshal([]byte(out), &sum) != nil || sum.Rows != want {
+		t.Fatalf("flush --json: exit %d, %d rows, want %d\n%s", code, sum.Rows, want, out)
 	}
 	out, _, code = runSgload(t, nil, "flush", "--spool", root, "--bucket", b.Dir)
 	if code != 0 || strings.TrimSpace(out) != "nothing to flush" {

@@ -1,9 +1,9 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"sort"
 	"time"
@@ -50,7 +50,7 @@ func forwardCommand() *cli.Command {
 				Usage: "with --follow, how often to look for new events"},
 			&cli.StringFlag{Name: "metrics-addr", EnvVars: []string{"SGLOAD_METRICS_ADDR"},
 				Usage: "with --follow, serve Prometheus metrics here (e.g. :9465)"},
-			&cli.BoolFlag{Name: "json", EnvVars: []string{"SGLOAD_JSON"}, Usage: "print the summary as JSON"},
+			jsonFlag("summary"),
 		},
 		Action: runForward,
 	}
@@ -77,9 +77,14 @@ func runForward(c *cli.Context) error {
 		o.Registerer = reg
 		mux := http.NewServeMux()
 		mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-		srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-		go srv.ListenAndServe()
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return failure(fmt.Errorf("--metrics-addr: %w", err), "pick a free address")
+		}
+		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		go srv.Serve(ln)
 		defer srv.Close()
+		log.Info("metrics listening", "addr", ln.Addr().String())
 	}
 	sum, err := forward.Run(c.Context, o)
 	if err != nil && !(o.Follow && errors.Is(err, c.Context.Err())) {
@@ -95,9 +100,7 @@ func runForward(c *cli.Context) error {
 		return nil
 	}
 	if c.Bool("json") {
-		enc := json.NewEncoder(c.App.Writer)
-		enc.SetIndent("", "  ")
-		return enc.Encode(sum)
+		return printJSON(c.App.Writer, sum)
 	}
 	var skipped []string
 	for r, n := range sum.Skipped {

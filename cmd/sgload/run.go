@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -30,13 +29,7 @@ func runCommand() *cli.Command {
 				return err
 			}
 			defer b.Close()
-			opts := loader.Options{
-				Spool: c.String("spool"), Bucket: b.Bucket, BucketURL: b.url,
-				Prefix: strings.Trim(c.String("prefix"), "/"), Node: c.String("node"), Version: version,
-			}
-			if b.file != nil {
-				opts.AfterWrite = b.file.AfterWrite
-			}
+			opts := b.loaderOptions(c)
 			return runServer(c, func(ctx context.Context, log *slog.Logger) {
 				opts.Logger = log.With("component", "flush")
 				tick := time.NewTicker(c.Duration("flush-interval"))

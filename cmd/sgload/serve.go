@@ -46,8 +46,7 @@ func serveFlags() []cli.Flag {
 		spoolFlag(),
 		&cli.StringFlag{Name: "addr", Value: ":8080", EnvVars: []string{"SGLOAD_ADDR"},
 			Usage: "listen address"},
-		&cli.StringFlag{Name: "node", EnvVars: []string{"SGLOAD_NODE"},
-			Usage: "node id in file names and the _node column (default: kept in the spool, first taken from the host name)"},
+		nodeFlag("node id in file names and the _node column (default: kept in the spool, first taken from the host name)"),
 		&cli.StringSliceFlag{Name: "signing-key", EnvVars: []string{"SGLOAD_SIGNING_KEYS"}, Category: "Authentication:",
 			Usage: "Signed Event Webhook verification key (base64), repeatable or comma-separated"},
 		&cli.DurationFlag{Name: "signature-max-age", Value: 25 * time.Hour, EnvVars: []string{"SGLOAD_SIGNATURE_MAX_AGE"}, Category: "Authentication:",
@@ -102,9 +101,9 @@ func runServer(c *cli.Context, alongside func(ctx context.Context, log *slog.Log
 
 	sp, err := spool.Open(c.String("spool"), spool.Options{
 		Node:         c.String("node"),
-		SegmentBytes: int64(*c.Generic("segment-bytes").(*byteSize)),
+		SegmentBytes: sizeValue(c, "segment-bytes"),
 		SegmentAge:   c.Duration("segment-age"),
-		MinFreeBytes: int64(*c.Generic("min-free-bytes").(*byteSize)),
+		MinFreeBytes: sizeValue(c, "min-free-bytes"),
 		Logger:       log.With("component", "spool"),
 		Registerer:   reg,
 	})
@@ -216,7 +215,7 @@ func runServer(c *cli.Context, alongside func(ctx context.Context, log *slog.Log
 func webhookConfig(c *cli.Context, log *slog.Logger) (webhook.Config, error) {
 	cfg := webhook.Config{
 		InsecureNoAuth: c.Bool("insecure-no-auth"),
-		MaxBodyBytes:   int64(*c.Generic("max-body-bytes").(*byteSize)),
+		MaxBodyBytes:   sizeValue(c, "max-body-bytes"),
 		MaxInFlight:    c.Int("max-in-flight"),
 		Logger:         log,
 	}

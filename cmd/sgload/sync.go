@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -44,10 +43,9 @@ func syncCommand() *cli.Command {
 				Usage: "stop a collection that pages beyond this (a server that never stops)"},
 			&cli.IntFlag{Name: "parallel", Value: 2, EnvVars: []string{"SGLOAD_PARALLEL"},
 				Usage: "collections synced at once"},
-			&cli.StringFlag{Name: "node", EnvVars: []string{"SGLOAD_NODE"}, Usage: "node id (default: the spool's)"},
-			&cli.BoolFlag{Name: "json", EnvVars: []string{"SGLOAD_JSON"}, Usage: "print the summary as JSON (for Airflow)"},
-			&cli.StringFlag{Name: "progress", Value: "auto", EnvVars: []string{"SGLOAD_PROGRESS"},
-				Usage: "progress on stderr: auto (on a terminal), always or never"},
+			nodeFlag("node id (default: the spool's)"),
+			jsonFlag("summary"),
+			progressFlag(),
 			&cli.DurationFlag{Name: "export-poll", Value: 5 * time.Second, EnvVars: []string{"SGLOAD_EXPORT_POLL"},
 				Usage: "how often to ask whether the contacts export is ready"},
 		},
@@ -65,12 +63,10 @@ func runSync(c *cli.Context) error {
 	if err != nil {
 		return usageError(err, "create a key with read access at https://app.sendgrid.com/settings/api_keys and export SENDGRID_API_KEY")
 	}
-	var cols []string
-	for _, s := range c.StringSlice("collections") {
-		for _, x := range strings.Split(s, ",") {
-			if x = strings.TrimSpace(x); x != "" {
-				cols = append(cols, x)
-			}
+	var cols []string // the flag library splits on commas and trims; "a,,b" leaves an empty one
+	for _, x := range c.StringSlice("collections") {
+		if x != "" {
+			cols = append(cols, x)
 		}
 	}
 	o := snapshot.Options{
@@ -113,9 +109,7 @@ func runSync(c *cli.Context) error {
 		}
 	}
 	if c.Bool("json") {
-		enc := json.NewEncoder(c.App.Writer)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(sum); err != nil {
+		if err := printJSON(c.App.Writer, sum); err != nil {
 			return err
 		}
 	} else {

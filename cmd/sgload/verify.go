@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
@@ -22,9 +21,9 @@ func verifyCommand() *cli.Command {
 			"1 verify itself failed, 2 bad flags.",
 		OnUsageError: onUsageError,
 		Flags: append(append([]cli.Flag{spoolFlag()}, bucketFlags()...),
-			&cli.StringFlag{Name: "node", EnvVars: []string{"SGLOAD_NODE"}, Usage: "node id (default: the spool's)"},
-			&cli.BoolFlag{Name: "no-spool", Usage: "check the bucket only"},
-			&cli.BoolFlag{Name: "json", EnvVars: []string{"SGLOAD_JSON"}, Usage: "print the report as JSON"},
+			nodeFlag("node id (default: the spool's)"),
+			&cli.BoolFlag{Name: "no-spool", EnvVars: []string{"SGLOAD_NO_SPOOL"}, Usage: "check the bucket only"},
+			jsonFlag("report"),
 		),
 		Action: runVerify,
 	}
@@ -48,9 +47,7 @@ func runVerify(c *cli.Context) error {
 		return failure(fmt.Errorf("verify: %w", err), "")
 	}
 	if c.Bool("json") {
-		enc := json.NewEncoder(c.App.Writer)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(rep); err != nil {
+		if err := printJSON(c.App.Writer, rep); err != nil {
 			return err
 		}
 	} else {

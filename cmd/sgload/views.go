@@ -2,12 +2,12 @@ package main
 
 import (
 	"errors"
-	"io"
-	"os"
+	"fmt"
 	"strings"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/sgload/sgload/internal/durable"
 	"github.com/sgload/sgload/loader"
 	"github.com/sgload/sgload/sqlviews"
 )
@@ -72,17 +72,19 @@ func runViews(c *cli.Context) error {
 		o.EventTypes = append(o.EventTypes, types...)
 		o.Collections = colls
 	}
-	var w io.Writer = c.App.Writer
-	if p := c.String("output"); p != "" {
-		f, err := os.Create(p)
-		if err != nil {
-			return failure(err, "")
-		}
-		defer f.Close()
-		w = f
-	}
-	if err := sqlviews.Write(w, o); err != nil {
+	sql, err := sqlviews.Generate(o)
+	if err != nil {
 		return usageError(err, "see sgload views --help")
+	}
+	if p := c.String("output"); p != "" {
+		// Whole or not at all: a half-written file would run half the views.
+		if err := durable.WriteFile(p, sql, 0o644); err != nil {
+			return failure(fmt.Errorf("write %s: %w", p, err), "")
+		}
+		return nil
+	}
+	if _, err := c.App.Writer.Write(sql); err != nil {
+		return failure(fmt.Errorf("write SQL: %w", err), "")
 	}
 	return nil
 }
