@@ -4,7 +4,7 @@ BIN      ?= bin
 SPOOL    ?= var/spool
 BUCKET   ?= var/bucket
 ADDR     ?= 127.0.0.1:8080
-FUZZTIME ?= 10s
+FUZZTIME ?= 1m
 
 .PHONY: all build run test lint unit fuzz bench-ingest bench-flush tidy clean
 

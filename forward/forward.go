@@ -26,9 +26,9 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/valyala/fastjson"
 
 	"github.com/sgload/sgload/internal/backoff"
+	"github.com/sgload/sgload/schema"
 	"github.com/sgload/sgload/spool"
 )
 
@@ -159,7 +159,7 @@ func (fw *forwarder) registerMetrics() {
 }
 
 func (fw *forwarder) run(ctx context.Context) error {
-	var p fastjson.Parser
+	var kr schema.KeyReader
 	resume := fw.f.Position()
 	var pending spool.Position // where the cursor goes once the batch is sent
 	for {
@@ -195,7 +195,7 @@ func (fw *forwarder) run(ctx context.Context) error {
 			events = nil
 		}
 		for i := skip; i < len(events); i++ {
-			msg, reason := fw.o.message(&p, events[i], rec.ReceivedAt)
+			msg, reason := fw.o.message(&kr, events[i], rec.ReceivedAt)
 			if reason != "" {
 				fw.skip(reason, 1)
 				continue

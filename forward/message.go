@@ -54,9 +54,9 @@ type track struct {
 // message turns one raw SendGrid event into a track call's JSON, or says
 // why it is skipped.
 // received is when sgload got the event, the timestamp of events without one.
-func (m Mapping) message(p *fastjson.Parser, raw []byte, received time.Time) ([]byte, string) {
-	v, err := p.ParseBytes(raw)
-	if err != nil || v.Type() != fastjson.TypeObject {
+func (m Mapping) message(kr *schema.KeyReader, raw []byte, received time.Time) ([]byte, string) {
+	v, key, err := kr.Parse(raw)
+	if err != nil {
 		return nil, SkipNotJSON
 	}
 	str := func(k string) string {
@@ -72,7 +72,7 @@ func (m Mapping) message(p *fastjson.Parser, raw []byte, received time.Time) ([]
 		}
 		return x.String()
 	}
-	typ := schema.TableName(str("event"))
+	typ := key.Table
 	name, ok := schema.SegmentEvents[typ]
 	if !ok {
 		if m.OtherEvents == "" {
@@ -92,14 +92,9 @@ func (m Mapping) message(p *fastjson.Parser, raw []byte, received time.Time) ([]
 		h := xxh3.HashString128(email).Bytes()
 		t.AnonymousID = "sg-email-" + hex.EncodeToString(h[:])
 	}
-	// A resend of the same event gets the same messageId, so Segment drops it.
-	id, fp := schema.Keys(raw)
-	key := fp[:]
-	if id != nil {
-		k := xxh3.Hash128(id).Bytes()
-		key = k[:]
-	}
-	t.MessageID = "sg-" + hex.EncodeToString(key) // 35 characters, under Segment's 100
+	// The dedupe key: a resend of the same event, or a duplicate SendGrid
+	// delivered, gets the same messageId, so Segment drops it.
+	t.MessageID = "sg-" + hex.EncodeToString(key.Key[:]) // 35 characters, under Segment's 100
 	if ts := v.Get("timestamp"); ts != nil {
 		if sec, err := ts.Int64(); err == nil && sec > 0 {
 			if sec > 1e11 { // milliseconds

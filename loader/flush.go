@@ -231,12 +231,14 @@ func Flush(ctx context.Context, opts Options) (*Summary, error) {
 	if err := durable.MkdirAll(f.journal.dir, 0o755); err != nil {
 		return f.sum, err
 	}
-	if f.index, err = dedupe.Open(filepath.Join(f.layout.State(), "dedupe")); err != nil {
-		return f.sum, err
-	}
 	if err := f.preflight(ctx); err != nil {
 		return f.sum, err
 	}
+	closeHistory, err := f.openHistory(ctx)
+	if err != nil {
+		return f.sum, err
+	}
+	defer closeHistory()
 
 	// Plans a crash left behind come first: finished if committed, redone if not.
 	pending, err := f.journal.pending()
@@ -279,12 +281,22 @@ func Flush(ctx context.Context, opts Options) (*Summary, error) {
 		if opts.DryRun {
 			break // nothing moves in a dry run, so the next plan would be the same
 		}
+		// Merging the history's runs as they accumulate keeps every plan's
+		// lookups cheap, however long the backlog.
+		if _, err := f.index.Maintain(opts.Now().Add(-opts.DedupeWindow)); err != nil {
+			return f.sum, err
+		}
 	}
 	if !opts.DryRun {
-		if n, err := f.index.Expire(opts.Now().Add(-opts.DedupeWindow)); err != nil {
+		cutoff := opts.Now().Add(-opts.DedupeWindow)
+		if st, err := f.index.Maintain(cutoff); err != nil {
+			f.log.Warn("maintain dedupe history", "err", err)
+		} else if st.Expired > 0 {
+			f.log.Info("expired dedupe history", "runs", st.Expired)
+		}
+		// The previous release's runs that no destination adopted.
+		if _, err := dedupe.ExpireLegacy(filepath.Join(f.layout.State(), "dedupe"), cutoff); err != nil {
 			f.log.Warn("expire dedupe history", "err", err)
-		} else if n > 0 {
-			f.log.Info("expired dedupe history", "runs", n)
 		}
 		if n, err := pruneDone(f.layout, opts.Now().Add(-opts.Retain)); err != nil {
 			f.log.Warn("prune done segments", "err", err)
@@ -326,7 +338,7 @@ func (f *flusher) run(ctx context.Context, p *Plan, redo bool) error {
 		return err
 	}
 	if !f.opts.DryRun {
-		if err := f.index.WritePending(p.ID, keys.set); err != nil {
+		if err := f.index.WritePending(p.ID, keys.set, keys.dups, f.opts.Now()); err != nil {
 			return err
 		}
 		if err := f.opts.Crash("keys-resolved"); err != nil {

@@ -44,6 +44,7 @@ func (f *flusher) resolveKeys(ctx context.Context, p *Plan) (*keyResult, error) 
 			}
 		})
 	})
+	legacy := f.index.HasLegacy()
 	for range f.opts.Workers {
 		g.Go(func() error {
 			local := &dedupe.Set{}
@@ -56,10 +57,13 @@ func (f *flusher) resolveKeys(ctx context.Context, p *Plan) (*keyResult, error) 
 					// Object rows are versions, not events: never duplicates.
 				} else if evs, ok := it.rec.Split(); ok {
 					for i, raw := range evs {
-						if id, fp := kr.Keys(raw); id != nil {
-							local.Add(it.base+i, dedupe.IDKey(id), dedupe.Key(fp))
-						} else {
-							local.Add(it.base+i, dedupe.Key(fp))
+						k, err := kr.Key(raw)
+						if err != nil {
+							continue // no key: the conversion quarantines it
+						}
+						local.Add(it.base+i, k.Key)
+						if legacy {
+							local.AddLegacy(it.base+i, dedupe.LegacyKey(raw, k.ID))
 						}
 					}
 				}
@@ -76,7 +80,7 @@ func (f *flusher) resolveKeys(ctx context.Context, p *Plan) (*keyResult, error) 
 	if err := g.Wait(); err != nil {
 		return nil, err
 	}
-	dups, err := f.index.Resolve(res.set)
+	dups, err := f.index.Resolve(res.set, f.opts.Now().Add(-f.opts.DedupeWindow))
 	if err != nil {
 		return nil, err
 	}

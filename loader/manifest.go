@@ -145,6 +145,15 @@ func listManifests(ctx context.Context, b *blob.Bucket, prefix string) ([]string
 	return keys, nil
 }
 
+// hasManifests reports whether node has committed anything under prefix.
+func hasManifests(ctx context.Context, b *blob.Bucket, prefix, node string) (bool, error) {
+	page, _, err := b.ListPage(ctx, blob.FirstPageToken, 1, &blob.ListOptions{Prefix: joinKey(prefix, manifestsDir, node) + "/"})
+	if err != nil {
+		return false, fmt.Errorf("list manifests: %w", err)
+	}
+	return len(page) > 0, nil
+}
+
 // EventTypes lists the event tables present under prefix (the
 // event_type=<table> folders), so new types get views too.
 func EventTypes(ctx context.Context, b *blob.Bucket, prefix string) ([]string, error) {

@@ -1,8 +1,6 @@
 package schema
 
 import (
-	"bytes"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"math"
@@ -11,7 +9,6 @@ import (
 	"time"
 
 	"github.com/valyala/fastjson"
-	"github.com/zeebo/xxh3"
 )
 
 // Metadata columns, on every row of every table.
@@ -71,7 +68,7 @@ var eventColumns = append(append([]Column{}, metaColumns...), []Column{
 	{Name: "domain", Kind: String, Doc: "recipient domain (deferred)"},
 	{Name: "from_address", Kind: String, Doc: "from `from` (deferred)"},
 	{Name: "custom_args", Kind: String, Doc: "JSON object of every top-level key without a column here: your unique args/custom args"},
-	{Name: "_fingerprint", Kind: String, Doc: "hex xxh3-128 of the event's bytes without its sg_event_id member; the dedupe key with sg_event_id"},
+	{Name: "_fingerprint", Kind: String, Doc: "on events without an sg_event_id, their dedupe key: hex xxh3-128 of the event in canonical JSON (key order and whitespace aside, every field counts)"},
 	{Name: "_raw", Kind: String, Doc: "the event exactly as received (JSON)"},
 	{Name: "_errors", Kind: StringList, Doc: "one entry per value that could not be coerced into its column (the row is kept; the value is in _raw)"},
 }...)
@@ -137,10 +134,10 @@ type Event struct {
 	// Time is the event's own time in Unix microseconds (from "timestamp"),
 	// or 0 when it has none that can be read.
 	Time int64
-	// ID is sg_event_id as written (see Keys), nil when absent.
+	// ID is its sg_event_id as the column holds it, nil when it has none.
 	ID []byte
-	// Fingerprint identifies the event's content apart from its id.
-	Fingerprint [16]byte
+	// Key is its dedupe key (see DedupeSQL for the rule).
+	Key Key
 
 	errs []string
 }
@@ -160,6 +157,7 @@ type EventMapper struct {
 	items   [][]byte
 	tables  map[string]string // event type -> table name, cached
 	cols    eventIndexes
+	canon   canon
 }
 
 type field struct {
@@ -195,99 +193,36 @@ func (m *EventMapper) Parse(raw []byte) (*Event, error) {
 		return nil, ErrNotObject
 	}
 	e := &m.ev
-	*e = Event{Raw: raw, Table: "unknown", errs: e.errs[:0]}
+	*e = Event{Raw: raw, errs: e.errs[:0]}
 	m.fields = m.fields[:0]
+	// A member that appears twice counts the first time, here as in the
+	// columns (Batch keeps the first value) and in DuckDB's JSON functions.
+	var event, id, ts *fastjson.Value
 	obj.Visit(func(key []byte, v *fastjson.Value) {
 		m.fields = append(m.fields, field{key: key, f: eventFieldTable.lookup(key), v: v})
 		switch string(key) {
 		case "event":
-			e.Table = m.tableName(v)
+			if event == nil {
+				event = v
+			}
+		case "sg_event_id":
+			if id == nil {
+				id = v
+			}
 		case "timestamp":
-			if us, ok := toMicros(v); ok && e.Time == 0 {
-				e.Time = us
+			if ts == nil {
+				ts = v
 			}
 		}
 	})
-	e.ID, e.Fingerprint = keys(raw, &m.scratch)
+	e.Table = eventTable(event, &m.scratch, m.tables)
+	if ts != nil {
+		if us, ok := toMicros(ts); ok {
+			e.Time = us
+		}
+	}
+	e.ID, e.Key = m.canon.key(e.Table, id, v)
 	return e, nil
-}
-
-func (m *EventMapper) tableName(v *fastjson.Value) string {
-	var text []byte
-	if v.Type() == fastjson.TypeString {
-		text = v.GetStringBytes()
-	} else {
-		text = v.MarshalTo(m.scratch[:0])
-	}
-	if t, ok := m.tables[string(text)]; ok {
-		return t
-	}
-	t := TableName(string(text))
-	if len(m.tables) < 1024 {
-		m.tables[string(text)] = t
-	}
-	return t
-}
-
-// Keys returns an event's sg_event_id (the raw bytes of its string value,
-// nil when there is none) and its fingerprint: a hash of the event's bytes
-// without the sg_event_id member, so that a retry carrying the same event
-// under a new id, or none, still matches. It reads raw bytes only, which is
-// what lets flush find duplicates without parsing every event twice, and
-// Parse uses it too, so both always agree. When the member is not written
-// compactly as "sg_event_id":"<id>" the whole event is hashed.
-func Keys(raw []byte) (id []byte, fingerprint [16]byte) {
-	var k KeyReader
-	return k.Keys(raw)
-}
-
-// KeyReader is Keys with a buffer kept between calls (one per goroutine).
-type KeyReader struct{ scratch []byte }
-
-// Keys is the package function Keys.
-func (k *KeyReader) Keys(raw []byte) ([]byte, [16]byte) { return keys(raw, &k.scratch) }
-
-const idMember = `"sg_event_id":"`
-
-// indexIDMember finds idMember. It searches for its tail: bytes.Index is
-// three times faster on a pattern that does not start with a quote, the most
-// common byte in JSON.
-func indexIDMember(raw []byte) int {
-	const tail = `_event_id":"`
-	for off := 0; ; {
-		j := bytes.Index(raw[off:], []byte(tail))
-		if j < 0 {
-			return -1
-		}
-		i := off + j - 3
-		if i >= 0 && string(raw[i:i+3]) == `"sg` {
-			return i
-		}
-		off += j + 1
-	}
-}
-
-func keys(raw []byte, scratch *[]byte) ([]byte, [16]byte) {
-	i := indexIDMember(raw)
-	if i < 0 {
-		return nil, xxh3.Hash128(raw).Bytes()
-	}
-	start := i + len(idMember)
-	end := bytes.IndexByte(raw[start:], '"')
-	if end < 0 || bytes.IndexByte(raw[start:start+end], '\\') >= 0 {
-		return nil, xxh3.Hash128(raw).Bytes()
-	}
-	id := raw[start : start+end]
-	j := start + end + 1
-	// Drop one adjacent comma so {"a":1,"sg_event_id":"x"} and
-	// {"sg_event_id":"y","a":1} both become {"a":1}.
-	if j < len(raw) && raw[j] == ',' {
-		j++
-	} else if i > 0 && raw[i-1] == ',' {
-		i--
-	}
-	*scratch = append(append((*scratch)[:0], raw[:i]...), raw[j:]...)
-	return id, xxh3.Hash128(*scratch).Bytes()
 }
 
 // Append adds e as a row of b.
@@ -312,9 +247,9 @@ func (m *EventMapper) Append(b *Batch, e *Event, meta Meta) {
 	if len(m.custom) > 1 {
 		b.SetString(c.custom, append(m.custom, '}'))
 	}
-	var fp [32]byte
-	hex.Encode(fp[:], e.Fingerprint[:])
-	b.SetString(c.fingerprint, fp[:])
+	if e.ID == nil { // the fingerprint is the key only of events without an id
+		b.SetString(c.fingerprint, FingerprintHex(e.Key))
+	}
 	b.SetString(c.raw, e.Raw)
 	if m.items == nil {
 		m.items = make([][]byte, 0, 4) // a nil list would be a null _errors; a clean row has []

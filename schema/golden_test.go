@@ -167,23 +167,3 @@ func TestTableName(t *testing.T) {
 		}
 	}
 }
-
-func TestKeysIgnoreTheID(t *testing.T) {
-	a := []byte(`{"email":"x","event":"open","sg_event_id":"AAA","timestamp":1}`)
-	b := []byte(`{"email":"x","event":"open","sg_event_id":"BBB","timestamp":1}`)
-	c := []byte(`{"email":"x","event":"open","timestamp":1}`)
-	d := []byte(`{"sg_event_id":"CCC","email":"x","event":"open","timestamp":1}`)
-	idA, fa := Keys(a)
-	_, fb := Keys(b)
-	idC, fc := Keys(c)
-	_, fd := Keys(d)
-	if string(idA) != "AAA" || idC != nil {
-		t.Fatalf("ids %q %q", idA, idC)
-	}
-	if fa != fb || fa != fc || fa != fd {
-		t.Fatal("the same event under another id, or none, has another fingerprint")
-	}
-	if _, fe := Keys([]byte(`{"email":"y","event":"open","timestamp":1}`)); fe == fa {
-		t.Fatal("different events share a fingerprint")
-	}
-}

@@ -20,7 +20,7 @@ func (bigquery) ident(name string) string { return "`" + name + "`" }
 func (bigquery) table(g *gen, name string) string { return "`" + g.o.Schema + "." + name + "`" }
 
 // qualify: BigQuery wants a WHERE, GROUP BY or HAVING beside QUALIFY.
-func (bigquery) qualify() string { return "\n  WHERE TRUE" }
+func (bigquery) qualify() string { return "\nWHERE TRUE" }
 
 func (bigquery) starExcept(cols ...string) string {
 	return "* EXCEPT (" + strings.Join(cols, ", ") + ")"

@@ -310,19 +310,15 @@ func (g *gen) events() ([]stmt, error) {
 		return nil, err
 	}
 	out := rawStmts
-	// The loader's rule: an event is a duplicate of an earlier one (by
-	// _sequence) with the same sg_event_id, or with the same fingerprint.
+	// The loader's rule (schema.DedupeSQL), earliest _sequence kept.
 	// Duplicates share their event_type and dt, which lead the window's
 	// PARTITION BY so that filters on them still prune partitions.
 	out = append(out, stmt{
-		comment: "Every event once: the loader's dedupe rule, for installs with several nodes whose\nflushes cannot see each other (a no-op otherwise). Filter on dt to prune partitions.",
+		comment: "Every event once: the loader's dedupe rule (same type and sg_event_id, or the same\ncontent without one), for installs with several nodes whose flushes cannot see each\nother (a no-op otherwise). Filter on dt to prune partitions.",
 		sql: fmt.Sprintf(`CREATE OR REPLACE VIEW %s AS
-SELECT * FROM (
-  SELECT %s FROM %s%s
-  QUALIFY ROW_NUMBER() OVER (PARTITION BY event_type, dt, COALESCE(sg_event_id, _fingerprint) ORDER BY _sequence, _node) = 1
-)%s
-QUALIFY ROW_NUMBER() OVER (PARTITION BY event_type, dt, _fingerprint ORDER BY _sequence, _node) = 1`,
-			ev, d.rawStar(), raw, d.qualify(), d.qualify()),
+SELECT %s FROM %s%s
+QUALIFY ROW_NUMBER() OVER (PARTITION BY event_type, dt, %s ORDER BY _sequence, _node) = 1`,
+			ev, d.rawStar(), raw, d.qualify(), schema.DedupeSQL(d.ident)),
 	})
 	for _, t := range g.types {
 		out = append(out, stmt{sql: fmt.Sprintf("CREATE OR REPLACE VIEW %s AS\nSELECT %s FROM %s WHERE event_type = '%s'",

@@ -173,25 +173,17 @@ func TestDuckDBViewsOverARealFlush(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// The oracle: distinct events by sg_event_id, or by bytes without one.
+	// The oracle: distinct events by the dedupe rule, computed without sgload.
+	var or spooltest.Oracle
 	want := map[string]bool{}
 	wantByType := map[string]int64{}
 	for _, l := range append(append([][]byte{}, nodeA...), nodeB...) {
-		var ev map[string]any
-		json.Unmarshal(l, &ev)
-		key := string(l)
-		if id, ok := ev["sg_event_id"].(string); ok {
-			key = id
-		}
+		key := or.Key(t, l)
 		if want[key] {
 			continue
 		}
 		want[key] = true
-		typ, _ := ev["event"].(string)
-		if typ == "" {
-			typ = "unknown"
-		}
-		wantByType[strings.ToLower(strings.ReplaceAll(typ, " ", "_"))]++
+		wantByType[or.Table(t, l)]++
 	}
 
 	types, err := loader.EventTypes(context.Background(), b.Bucket, "sg")
@@ -367,5 +359,90 @@ func TestLatestStateAndDeletions(t *testing.T) {
 	// Incremental: the full first pull and the later increment together.
 	if n := duckcheck.Int(t, db, "SELECT count(*) FROM sendgrid.bounces_latest"); n != 3 {
 		t.Fatalf("bounces_latest has %d rows, want 3 (2 from the full pull, 1 incremental)", n)
+	}
+}
+
+// TestLoaderAndViewsAgree: two nodes both receive the same retries (and
+// twins, SendGrid's samples that share one id, events without an id
+// re-posted with their keys reordered and spaced); each flushes into the
+// same bucket. The events view over both must hold exactly what one node
+// that received every POST loads, and what the rule computed without
+// sgload says.
+func TestLoaderAndViewsAgree(t *testing.T) {
+	sample := spooltest.Lines(t, "../testdata/events/sample-2000.ndjson")[:400]
+	samples := spooltest.Lines(t, "../testdata/events/sendgrid-samples.ndjson")
+	twins := [][]byte{
+		[]byte(`{"email":"a@x.com","timestamp":1767225600,"event":"open","sg_event_id":"TWIN-A","sg_message_id":"m1"}`),
+		[]byte(`{"email":"a@x.com","timestamp":1767225600,"event":"open","sg_event_id":"TWIN-B","sg_message_id":"m1"}`),
+	}
+	noID := [][]byte{
+		[]byte(`{"email":"u@x.com","timestamp":1767225600,"event":"group_unsubscribe","asm_group_id":42}`),
+		[]byte(`{"email":"v@x.com","timestamp":1767225600,"event":"unsubscribe"}`),
+	}
+	reordered := [][]byte{
+		[]byte(`{ "asm_group_id" : 42, "event":"group_unsubscribe","timestamp":1767225600, "email":"u@x.com"}`),
+		[]byte(`{"timestamp":1767225600,"event":"unsubscribe","email":"v@x.com"}`),
+	}
+	var spaced [][]byte
+	for _, s := range samples {
+		var buf bytes.Buffer
+		json.Indent(&buf, s, "", " ")
+		spaced = append(spaced, buf.Bytes())
+	}
+	// Each node gets its own traffic and every retry.
+	posts := map[string][][][]byte{
+		"node-a": {sample[:250], samples, twins, noID, sample[200:300], spaced, reordered},
+		"node-b": {sample[200:], spaced, twins[1:], reordered, noID, sample[:50]},
+	}
+	b := testbucket.Open(t, "file")
+	single := t.TempDir()
+	var all [][]byte
+	for _, node := range []string{"node-a", "node-b"} {
+		root := t.TempDir()
+		for _, p := range posts[node] {
+			spooltest.Fill(t, root, p, spooltest.Options{Node: node, PerPost: len(p)})
+			spooltest.Fill(t, single, p, spooltest.Options{Node: "single", PerPost: len(p)})
+			all = append(all, p...)
+		}
+		if _, err := loader.Flush(context.Background(), loader.Options{Spool: root, Bucket: b.Bucket, Prefix: "two", AfterWrite: b.AfterWrite}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := loader.Flush(context.Background(), loader.Options{Spool: single, Bucket: b.Bucket, Prefix: "one", AfterWrite: b.AfterWrite}); err != nil {
+		t.Fatal(err)
+	}
+	var or spooltest.Oracle
+	want := map[string]int{}
+	for _, l := range all {
+		want[or.Key(t, l)] = 1
+	}
+
+	db := duckcheck.Open(t)
+	keysOf := func(query string) map[string]int {
+		got := map[string]int{}
+		for _, r := range duckcheck.Rows(t, db, query) {
+			got[or.Key(t, []byte(r[0].(string)))]++
+		}
+		return got
+	}
+	types, err := loader.EventTypes(context.Background(), b.Bucket, "two")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sql bytes.Buffer
+	if err := Write(&sql, Options{Dialect: DuckDB, Bucket: b.Dir, Prefix: "two", EventTypes: types, Collections: []string{}}); err != nil {
+		t.Fatal(err)
+	}
+	duckcheck.Exec(t, db, sql.String())
+	views := keysOf("SELECT _raw FROM sendgrid.events")
+	loaded := keysOf(fmt.Sprintf("SELECT _raw FROM read_parquet('%s/one/events/*/*/*.parquet')", b.Dir))
+	if raw := duckcheck.Int(t, db, "SELECT count(*) FROM sendgrid.events_raw"); raw <= int64(len(want)) {
+		t.Fatalf("the two nodes' files hold %d rows for %d events: no overlap to dedupe", raw, len(want))
+	}
+	if diff := cmp.Diff(want, views); diff != "" {
+		t.Errorf("views over two nodes differ from the rule (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(want, loaded); diff != "" {
+		t.Errorf("one node's flush differs from the rule (-want +got):\n%s", diff)
 	}
 }

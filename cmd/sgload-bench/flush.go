@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strconv"
 	"time"
 
@@ -153,8 +154,24 @@ func benchFlush(ctx context.Context, args []string) error {
 		}
 		runs = append(runs, measure(name, out, exec.CommandContext(ctx, self, "duckdb-copy", *events, out, mode)))
 	}
+	// sgload's 1x figure is the median of three runs, each into an empty
+	// bucket from the spool as serve left it: the 10x ratio rests on it.
 	bucket := filepath.Join(*dir, "bucket")
-	flush := measure("sgload flush", bucket, exec.CommandContext(ctx, *bin, "flush", "--spool", spoolDir, "--bucket", bucket, "--progress", "never"))
+	var flushes []run
+	for i := range 3 {
+		if i > 0 {
+			if err := resetSpool(spoolDir, bucket); err != nil {
+				return err
+			}
+		}
+		flushes = append(flushes, measure("sgload flush", bucket, exec.CommandContext(ctx, *bin, "flush", "--spool", spoolDir, "--bucket", bucket, "--progress", "never")))
+		if err := flushes[i].err; err != nil {
+			return fmt.Errorf("sgload flush: %w", err)
+		}
+	}
+	sort.Slice(flushes, func(i, j int) bool { return flushes[i].elapsed < flushes[j].elapsed })
+	flush := flushes[1]
+	flush.name = "sgload flush (median of 3)"
 	runs = append(runs, flush)
 
 	fmt.Printf("%-28s %9s %9s %12s %10s\n", "run", "seconds", "vs sgload", "peak RSS", "output")
@@ -218,6 +235,27 @@ func scaledSpool(ctx context.Context, dir string, batches []batch, k int) (int, 
 	}
 	n, err := writeSpool(ctx, dir, all, segmentBytes)
 	return total + n, err
+}
+
+// resetSpool undoes a flush: committed segments back into events/, no
+// flush state or dedupe history, an empty bucket.
+func resetSpool(spoolDir, bucket string) error {
+	done := filepath.Join(spoolDir, "done", "events")
+	entries, err := os.ReadDir(done)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if err := os.Rename(filepath.Join(done, e.Name()), filepath.Join(spoolDir, "events", e.Name())); err != nil {
+			return err
+		}
+	}
+	for _, p := range []string{filepath.Join(spoolDir, "state", "flush"), filepath.Join(spoolDir, "state", "dedupe"), bucket} {
+		if err := os.RemoveAll(p); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func fileSize(p string) int64 {

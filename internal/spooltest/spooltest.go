@@ -5,7 +5,10 @@ package spooltest
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"os"
+	"regexp"
+	"strings"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -69,4 +72,54 @@ func Lines(t testing.TB, paths ...string) [][]byte {
 		out = append(out, bytes.Split(bytes.TrimSpace(data), []byte("\n"))...)
 	}
 	return out
+}
+
+// Oracle applies the dedupe rule to events without sgload's code (with
+// encoding/json), so tests check sgload against an answer it did not
+// compute: Key names the distinct event raw is, Table its table.
+type Oracle struct{}
+
+var nonWord = regexp.MustCompile(`[^a-z0-9_]+`)
+
+// Table is the event's table: its type in lower case, runs of anything
+// but a-z, 0-9 and _ as one _, "unknown" for none.
+func (Oracle) Table(t testing.TB, raw []byte) string {
+	ev := decode(t, raw)
+	typ, _ := ev["event"].(string)
+	if n, ok := ev["event"].(json.Number); ok {
+		typ = n.String()
+	}
+	if typ = strings.Trim(nonWord.ReplaceAllString(strings.ToLower(typ), "_"), "_"); typ == "" {
+		return "unknown"
+	}
+	return typ
+}
+
+// Key is "id:<table>:<sg_event_id>" for an event with an id, and
+// "fp:<the event re-encoded with sorted keys>" for one without.
+func (o Oracle) Key(t testing.TB, raw []byte) string {
+	ev := decode(t, raw)
+	switch id := ev["sg_event_id"].(type) {
+	case string:
+		if id != "" {
+			return "id:" + o.Table(t, raw) + ":" + id
+		}
+	case json.Number:
+		return "id:" + o.Table(t, raw) + ":" + id.String()
+	}
+	canonical, err := json.Marshal(ev) // maps marshal with sorted keys
+	if err != nil {
+		t.Fatal(err)
+	}
+	return "fp:" + string(canonical)
+}
+
+func decode(t testing.TB, raw []byte) map[string]any {
+	d := json.NewDecoder(bytes.NewReader(raw))
+	d.UseNumber()
+	var ev map[string]any
+	if err := d.Decode(&ev); err != nil {
+		t.Fatalf("oracle: %v: %s", err, raw)
+	}
+	return ev
 }

@@ -71,16 +71,13 @@ OPTIONS (
   enable_list_inference = TRUE
 );
 
--- Every event once: the loader's dedupe rule, for installs with several nodes whose
--- flushes cannot see each other (a no-op otherwise). Filter on dt to prune partitions.
+-- Every event once: the loader's dedupe rule (same type and sg_event_id, or the same
+-- content without one), for installs with several nodes whose flushes cannot see each
+-- other (a no-op otherwise). Filter on dt to prune partitions.
 CREATE OR REPLACE VIEW `acme-project.sendgrid.events` AS
-SELECT * FROM (
-  SELECT * FROM `acme-project.sendgrid.events_raw`
-  WHERE TRUE
-  QUALIFY ROW_NUMBER() OVER (PARTITION BY event_type, dt, COALESCE(sg_event_id, _fingerprint) ORDER BY _sequence, _node) = 1
-)
-  WHERE TRUE
-QUALIFY ROW_NUMBER() OVER (PARTITION BY event_type, dt, _fingerprint ORDER BY _sequence, _node) = 1;
+SELECT * FROM `acme-project.sendgrid.events_raw`
+WHERE TRUE
+QUALIFY ROW_NUMBER() OVER (PARTITION BY event_type, dt, COALESCE('id:' || NULLIF(`sg_event_id`, ''), 'fp:' || `_fingerprint`) ORDER BY _sequence, _node) = 1;
 
 CREATE OR REPLACE VIEW `acme-project.sendgrid.account_status_change` AS
 SELECT * EXCEPT (event_type) FROM `acme-project.sendgrid.events` WHERE event_type = 'account_status_change';

@@ -73,14 +73,12 @@ SELECT
   CAST(dt AS DATE) AS dt
 FROM read_parquet('s3://acme-sendgrid/sendgrid/events/*/*/*.parquet', hive_partitioning = true, hive_types = {'event_type': VARCHAR, 'dt': DATE});
 
--- Every event once: the loader's dedupe rule, for installs with several nodes whose
--- flushes cannot see each other (a no-op otherwise). Filter on dt to prune partitions.
+-- Every event once: the loader's dedupe rule (same type and sg_event_id, or the same
+-- content without one), for installs with several nodes whose flushes cannot see each
+-- other (a no-op otherwise). Filter on dt to prune partitions.
 CREATE OR REPLACE VIEW sendgrid."events" AS
-SELECT * FROM (
-  SELECT * FROM sendgrid."events_raw"
-  QUALIFY ROW_NUMBER() OVER (PARTITION BY event_type, dt, COALESCE(sg_event_id, _fingerprint) ORDER BY _sequence, _node) = 1
-)
-QUALIFY ROW_NUMBER() OVER (PARTITION BY event_type, dt, _fingerprint ORDER BY _sequence, _node) = 1;
+SELECT * FROM sendgrid."events_raw"
+QUALIFY ROW_NUMBER() OVER (PARTITION BY event_type, dt, COALESCE('id:' || NULLIF("sg_event_id", ''), 'fp:' || "_fingerprint") ORDER BY _sequence, _node) = 1;
 
 CREATE OR REPLACE VIEW sendgrid."account_status_change" AS
 SELECT * EXCLUDE (event_type) FROM sendgrid."events" WHERE event_type = 'account_status_change';

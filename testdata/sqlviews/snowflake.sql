@@ -76,14 +76,12 @@ AUTO_REFRESH = FALSE;
 -- it registers the new files.
 ALTER EXTERNAL TABLE analytics.sendgrid.events_raw REFRESH;
 
--- Every event once: the loader's dedupe rule, for installs with several nodes whose
--- flushes cannot see each other (a no-op otherwise). Filter on dt to prune partitions.
+-- Every event once: the loader's dedupe rule (same type and sg_event_id, or the same
+-- content without one), for installs with several nodes whose flushes cannot see each
+-- other (a no-op otherwise). Filter on dt to prune partitions.
 CREATE OR REPLACE VIEW analytics.sendgrid.events AS
-SELECT * FROM (
-  SELECT * EXCLUDE (VALUE) FROM analytics.sendgrid.events_raw
-  QUALIFY ROW_NUMBER() OVER (PARTITION BY event_type, dt, COALESCE(sg_event_id, _fingerprint) ORDER BY _sequence, _node) = 1
-)
-QUALIFY ROW_NUMBER() OVER (PARTITION BY event_type, dt, _fingerprint ORDER BY _sequence, _node) = 1;
+SELECT * EXCLUDE (VALUE) FROM analytics.sendgrid.events_raw
+QUALIFY ROW_NUMBER() OVER (PARTITION BY event_type, dt, COALESCE('id:' || NULLIF(sg_event_id, ''), 'fp:' || _fingerprint) ORDER BY _sequence, _node) = 1;
 
 CREATE OR REPLACE VIEW analytics.sendgrid.account_status_change AS
 SELECT * EXCLUDE (event_type) FROM analytics.sendgrid.events WHERE event_type = 'account_status_change';

@@ -1,0 +1,230 @@
+package schema
+
+import (
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/valyala/fastjson"
+	"github.com/zeebo/xxh3"
+)
+
+// The dedupe rule, defined here once and used by flush (package loader, with
+// its history in package dedupe), by the views of every dialect (DedupeSQL)
+// and by forward's messageId:
+//
+//   - an event with an sg_event_id is a duplicate only of an event with the
+//     same event type (its table) and the same sg_event_id: SendGrid says
+//     the id "is unique for every event where it is included";
+//   - an event without one is a duplicate only of an event with the same
+//     fingerprint: a hash of its whole parsed content in canonical form, so
+//     key order and whitespace do not matter but every field does.
+//
+// Two events that differ in anything SendGrid sent (two opens of one
+// message in the same second, under two ids) are two events.
+//
+// The id is the value the sg_event_id column holds (a string, or a number
+// or boolean as its JSON text); an empty string, null, an object or an
+// array is no id. When a member appears twice the first counts, as in
+// DuckDB's JSON functions over _raw and in the typed columns.
+
+// Key is an event's dedupe key: xxh3-128 of its event type and id, or its
+// fingerprint.
+type Key [16]byte
+
+// IDKey is the key of an event of type table whose sg_event_id is id.
+func IDKey(table string, id []byte) Key {
+	h := xxh3.New()
+	h.WriteString("sg_event_id\x00")
+	h.WriteString(table)
+	h.WriteString("\x00")
+	h.Write(id)
+	return h.Sum128().Bytes()
+}
+
+// DedupeSQL is the rule as a SQL expression over an event table's columns
+// (event_type is the hive partition key, which is the table): rows with the
+// same value are the same event. quote quotes an identifier. It reads
+// _fingerprint only when there is no id, so it also holds for files written
+// before _fingerprint was set only on events without one.
+func DedupeSQL(quote func(string) string) string {
+	return fmt.Sprintf("COALESCE('id:' || NULLIF(%s, ''), 'fp:' || %s)", quote("sg_event_id"), quote("_fingerprint"))
+}
+
+// ErrNoEvent is returned for input that is not one JSON object.
+var ErrNoEvent = errors.New("event is not a JSON object")
+
+// KeyReader finds the dedupe key of raw events by parsing them; one per
+// goroutine (it reuses its parser and buffers).
+type KeyReader struct {
+	p fastjson.Parser
+	c canon
+}
+
+// EventKey is what the dedupe rule needs to know of an event.
+type EventKey struct {
+	Table string
+	// ID is the sg_event_id (nil when the event has none); valid until the
+	// next call.
+	ID  []byte
+	Key Key
+}
+
+// Key parses raw and returns its table, id and dedupe key.
+func (k *KeyReader) Key(raw []byte) (EventKey, error) {
+	_, key, err := k.Parse(raw)
+	return key, err
+}
+
+// Parse is Key that also returns the parsed event, valid until the next
+// call, for callers that read more of it (forward).
+func (k *KeyReader) Parse(raw []byte) (*fastjson.Value, EventKey, error) {
+	v, err := k.p.ParseBytes(raw)
+	if err != nil {
+		return nil, EventKey{}, fmt.Errorf("parse event: %w", err)
+	}
+	obj, err := v.Object()
+	if err != nil {
+		return nil, EventKey{}, ErrNoEvent
+	}
+	var ev, id *fastjson.Value
+	obj.Visit(func(key []byte, v *fastjson.Value) {
+		switch string(key) {
+		case "event":
+			if ev == nil {
+				ev = v
+			}
+		case "sg_event_id":
+			if id == nil {
+				id = v
+			}
+		}
+	})
+	out := EventKey{Table: eventTable(ev, &k.c.buf, nil)}
+	out.ID, out.Key = k.c.key(out.Table, id, v)
+	return v, out, nil
+}
+
+// eventTable is the table of an event whose "event" member is v (nil when
+// absent): TableName of its text, and "unknown" for none or null. cache,
+// when set, memoises the mapping.
+func eventTable(v *fastjson.Value, scratch *[]byte, cache map[string]string) string {
+	if v == nil || v.Type() == fastjson.TypeNull {
+		return "unknown"
+	}
+	var text []byte
+	if v.Type() == fastjson.TypeString {
+		text = v.GetStringBytes()
+	} else {
+		*scratch = v.MarshalTo((*scratch)[:0])
+		text = *scratch
+	}
+	if cache == nil {
+		return TableName(string(text))
+	}
+	if t, ok := cache[string(text)]; ok {
+		return t
+	}
+	t := TableName(string(text))
+	if len(cache) < 1024 {
+		cache[string(text)] = t
+	}
+	return t
+}
+
+// idText is the sg_event_id as its column holds it, or nil for no id.
+func idText(v *fastjson.Value, scratch *[]byte) []byte {
+	if v == nil {
+		return nil
+	}
+	switch v.Type() {
+	case fastjson.TypeString:
+		if s := v.GetStringBytes(); len(s) > 0 {
+			return s
+		}
+	case fastjson.TypeNumber, fastjson.TypeTrue, fastjson.TypeFalse:
+		*scratch = v.MarshalTo((*scratch)[:0])
+		return *scratch
+	}
+	return nil
+}
+
+// canon writes values in canonical JSON for fingerprints, reusing its
+// buffers.
+type canon struct {
+	buf     []byte
+	members [][]memberRef
+	depth   int
+}
+
+type memberRef struct {
+	key []byte
+	v   *fastjson.Value
+}
+
+// key applies the rule to an event of type table whose sg_event_id member
+// is id (nil when absent) and whose parsed whole is event.
+func (c *canon) key(table string, id, event *fastjson.Value) ([]byte, Key) {
+	if text := idText(id, &c.buf); text != nil {
+		return text, IDKey(table, text)
+	}
+	return nil, c.fingerprint(event)
+}
+
+// fingerprint is xxh3-128 of v in canonical JSON: object members sorted by
+// key (members with equal keys keep their order), no whitespace, strings
+// with only '"', '\' and control characters escaped (as \u00xx), numbers
+// as written.
+func (c *canon) fingerprint(v *fastjson.Value) Key {
+	c.buf = c.append(c.buf[:0], v)
+	return xxh3.Hash128(c.buf).Bytes()
+}
+
+func (c *canon) append(dst []byte, v *fastjson.Value) []byte {
+	switch v.Type() {
+	case fastjson.TypeObject:
+		o, _ := v.Object()
+		if c.depth == len(c.members) {
+			c.members = append(c.members, nil)
+		}
+		ms := c.members[c.depth][:0]
+		o.Visit(func(key []byte, v *fastjson.Value) { ms = append(ms, memberRef{key, v}) })
+		slices.SortStableFunc(ms, func(a, b memberRef) int { return strings.Compare(string(a.key), string(b.key)) })
+		c.members[c.depth] = ms
+		c.depth++
+		dst = append(dst, '{')
+		for i, m := range ms {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = appendJSONString(dst, m.key)
+			dst = append(dst, ':')
+			dst = c.append(dst, m.v)
+		}
+		c.depth--
+		return append(dst, '}')
+	case fastjson.TypeArray:
+		arr, _ := v.Array()
+		dst = append(dst, '[')
+		for i, it := range arr {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = c.append(dst, it)
+		}
+		return append(dst, ']')
+	case fastjson.TypeString:
+		return appendJSONString(dst, v.GetStringBytes())
+	default: // numbers as written, true, false, null
+		return v.MarshalTo(dst)
+	}
+}
+
+// FingerprintHex is the text of the _fingerprint column.
+func FingerprintHex(k Key) []byte {
+	var out [32]byte
+	hex.Encode(out[:], k[:])
+	return out[:]
+}
