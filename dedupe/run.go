@@ -44,17 +44,15 @@ type entry struct {
 
 type ukey struct{ hi, lo uint64 }
 
-func toUkey(k Key) ukey {
-	return ukey{hi: binary.BigEndian.Uint64(k[:8]), lo: binary.BigEndian.Uint64(k[8:])}
-}
-
 func (a ukey) less(b ukey) bool { return a.hi < b.hi || a.hi == b.hi && a.lo < b.lo }
 
 // bloomHash is the 64 bits of a key its Bloom filter is given: keys are
 // already uniform hashes.
 func (a ukey) bloomHash() uint64 { return a.lo }
 
-// runWriter writes a run from entries given in key order.
+// runWriter writes a run from entries given in key order. Errors of bw are
+// sticky: finish returns the first from Flush, so single writes are not
+// checked.
 type runWriter struct {
 	bw       *bufio.Writer
 	n        int64
@@ -270,7 +268,7 @@ func (s *scan) next() (bool, error) {
 	return true, nil
 }
 
-func (s *scan) close() { s.f.Close() }
+func (s *scan) close() { _ = s.f.Close() }
 
 // lookup finds the sorted keys in the run through its block index, reading
 // each block that may hold one once, and calls hit with the position in

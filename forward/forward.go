@@ -38,7 +38,7 @@ const DefaultEndpoint = "https://api.segment.io"
 
 // Options configure forward.
 type Options struct {
-	Spool    string
+	Spool    spool.Dir
 	WriteKey string
 	Endpoint string
 	Mapping
@@ -126,13 +126,12 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	l := spool.Layout{Root: o.Spool}
-	lock, err := spool.TryLock(l, "forward")
+	lock, err := o.Spool.Lock(spool.LockForward)
 	if err != nil {
 		return nil, err
 	}
 	defer lock.Unlock()
-	f, err := spool.OpenFollower(l, "forward")
+	f, err := spool.OpenFollower(o.Spool, "forward")
 	if err != nil {
 		return nil, err
 	}
@@ -285,7 +284,7 @@ func (fw *forwarder) post(ctx context.Context, body []byte) (time.Duration, erro
 		return 0, err
 	}
 	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 2000))
-	resp.Body.Close()
+	_ = resp.Body.Close()
 	switch {
 	case resp.StatusCode >= 200 && resp.StatusCode <= 299:
 		return 0, nil

@@ -8,11 +8,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sgload/sgload/internal/segmenttest"
-	"github.com/sgload/sgload/internal/spooltest"
+	"github.com/sgload/sgload/internal/segmentcom"
 	"github.com/sgload/sgload/internal/testbucket"
 	"github.com/sgload/sgload/loader"
 	"github.com/sgload/sgload/schema"
+	"github.com/sgload/sgload/spool"
+	"github.com/sgload/sgload/spool/spooltest"
 )
 
 const writeKey = "wk-test-0123456789"
@@ -33,7 +34,7 @@ func expected(t *testing.T, lines [][]byte, anonymous bool) int {
 		var ev map[string]any
 		json.Unmarshal(l, &ev)
 		typ, _ := ev["event"].(string)
-		if _, ok := schema.SegmentEvents[schema.TableName(typ)]; !ok {
+		if _, ok := schema.SpecEvents[schema.TableName(typ)]; !ok {
 			continue
 		}
 		uid, _ := ev["user_id"].(string)
@@ -50,9 +51,9 @@ func TestForwardAllSpecEvents(t *testing.T) {
 	lines := sample(t)
 	root := t.TempDir()
 	fill(t, root, lines)
-	rcv := segmenttest.New(t, writeKey)
+	rcv := segmentcom.New(t, writeKey)
 	rcv.FailNext(2)
-	sum, err := Run(context.Background(), Options{Spool: root, WriteKey: writeKey, Endpoint: rcv.URL,
+	sum, err := Run(context.Background(), Options{Spool: spool.Dir{Root: root}, WriteKey: writeKey, Endpoint: rcv.URL,
 		Mapping: Mapping{UserIDArg: "user_id", Anonymous: true}, MaxBatchCalls: 60})
 	if err != nil {
 		t.Fatal(err)
@@ -75,7 +76,7 @@ func TestForwardAllSpecEvents(t *testing.T) {
 		t.Errorf("%d requests within one second; the limit is 50", n)
 	}
 	// Nothing is left: a second run sends nothing.
-	again, err := Run(context.Background(), Options{Spool: root, WriteKey: writeKey, Endpoint: rcv.URL, Mapping: Mapping{UserIDArg: "user_id", Anonymous: true}})
+	again, err := Run(context.Background(), Options{Spool: spool.Dir{Root: root}, WriteKey: writeKey, Endpoint: rcv.URL, Mapping: Mapping{UserIDArg: "user_id", Anonymous: true}})
 	if err != nil || again.Sent != 0 {
 		t.Fatalf("second run sent %d (%v)", again.Sent, err)
 	}
@@ -85,9 +86,9 @@ func TestForwardSkipsWithoutUserID(t *testing.T) {
 	lines := sample(t)
 	root := t.TempDir()
 	fill(t, root, lines)
-	rcv := segmenttest.New(t, writeKey)
+	rcv := segmentcom.New(t, writeKey)
 	rcv.OtherEvent = "SendGrid "
-	sum, err := Run(context.Background(), Options{Spool: root, WriteKey: writeKey, Endpoint: rcv.URL,
+	sum, err := Run(context.Background(), Options{Spool: spool.Dir{Root: root}, WriteKey: writeKey, Endpoint: rcv.URL,
 		Mapping: Mapping{UserIDArg: "user_id", OtherEvents: "SendGrid %s"}})
 	if err != nil {
 		t.Fatal(err)
@@ -109,7 +110,7 @@ func TestForwardResumesAfterStop(t *testing.T) {
 	lines := sample(t)
 	root := t.TempDir()
 	fill(t, root, lines)
-	rcv := segmenttest.New(t, writeKey)
+	rcv := segmentcom.New(t, writeKey)
 	var cancel context.CancelFunc
 	stopAt := 0
 	rcv.OnRequest(func(n int) {
@@ -121,10 +122,10 @@ func TestForwardResumesAfterStop(t *testing.T) {
 		var ctx context.Context
 		ctx, cancel = context.WithCancel(context.Background())
 		stopAt = at
-		Run(ctx, Options{Spool: root, WriteKey: writeKey, Endpoint: rcv.URL, Mapping: Mapping{UserIDArg: "user_id", Anonymous: true}, MaxBatchCalls: 25})
+		Run(ctx, Options{Spool: spool.Dir{Root: root}, WriteKey: writeKey, Endpoint: rcv.URL, Mapping: Mapping{UserIDArg: "user_id", Anonymous: true}, MaxBatchCalls: 25})
 		cancel()
 	}
-	if _, err := Run(context.Background(), Options{Spool: root, WriteKey: writeKey, Endpoint: rcv.URL, Mapping: Mapping{UserIDArg: "user_id", Anonymous: true}, MaxBatchCalls: 25}); err != nil {
+	if _, err := Run(context.Background(), Options{Spool: spool.Dir{Root: root}, WriteKey: writeKey, Endpoint: rcv.URL, Mapping: Mapping{UserIDArg: "user_id", Anonymous: true}, MaxBatchCalls: 25}); err != nil {
 		t.Fatal(err)
 	}
 	ids := map[string]string{}
@@ -145,8 +146,8 @@ func TestFlushKeepsWhatForwardNeeds(t *testing.T) {
 	lines := sample(t)
 	root := t.TempDir()
 	fill(t, root, lines)
-	rcv := segmenttest.New(t, writeKey)
-	opts := Options{Spool: root, WriteKey: writeKey, Endpoint: rcv.URL, Mapping: Mapping{UserIDArg: "user_id", Anonymous: true}, MaxBatchCalls: 50}
+	rcv := segmentcom.New(t, writeKey)
+	opts := Options{Spool: spool.Dir{Root: root}, WriteKey: writeKey, Endpoint: rcv.URL, Mapping: Mapping{UserIDArg: "user_id", Anonymous: true}, MaxBatchCalls: 50}
 	ctx, cancel := context.WithCancel(context.Background())
 	rcv.OnRequest(func(n int) {
 		if n == 2 {
@@ -157,7 +158,7 @@ func TestFlushKeepsWhatForwardNeeds(t *testing.T) {
 	cancel()
 	rcv.OnRequest(nil)
 	b := testbucket.Open(t, "mem")
-	lo := loader.Options{Spool: root, Bucket: b.Bucket}
+	lo := loader.Options{Spool: spool.Dir{Root: root}, Bucket: b.Bucket}
 	if _, err := loader.Flush(context.Background(), lo); err != nil {
 		t.Fatal(err)
 	}
@@ -190,8 +191,8 @@ func TestFlushKeepsWhatForwardNeeds(t *testing.T) {
 func TestBadWriteKey(t *testing.T) {
 	root := t.TempDir()
 	fill(t, root, sample(t)[:100])
-	rcv := segmenttest.New(t, writeKey)
-	_, err := Run(context.Background(), Options{Spool: root, WriteKey: "wrong", Endpoint: rcv.URL, Mapping: Mapping{Anonymous: true}})
+	rcv := segmentcom.New(t, writeKey)
+	_, err := Run(context.Background(), Options{Spool: spool.Dir{Root: root}, WriteKey: "wrong", Endpoint: rcv.URL, Mapping: Mapping{Anonymous: true}})
 	if !errors.Is(err, ErrAuth) {
 		t.Fatalf("err = %v, want ErrAuth", err)
 	}

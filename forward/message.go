@@ -73,7 +73,7 @@ func (m Mapping) message(kr *schema.KeyReader, raw []byte, received time.Time) (
 		return x.String()
 	}
 	typ := key.Table
-	name, ok := schema.SegmentEvents[typ]
+	name, ok := schema.SpecEvents[typ]
 	if !ok {
 		if m.OtherEvents == "" {
 			return nil, SkipNoSpecEvent

@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sgload/sgload/internal/spooltest"
 	"github.com/sgload/sgload/schema"
+	"github.com/sgload/sgload/spool/spooltest"
 )
 
 // TestMessageIDFollowsTheDedupeRule: a re-post of the same events, however

@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/sgload/sgload/layout"
 	"github.com/sgload/sgload/parquetfile"
 	"github.com/sgload/sgload/schema"
 	"github.com/sgload/sgload/spool"
@@ -32,51 +33,22 @@ import (
 // timing, so output is reproducible; exactly-once rests on the journal, not
 // on that (undo deletes a failed attempt's objects first).
 
-// partKey is a partition: an event table or an object collection, and a day.
-type partKey struct {
-	kind  uint8 // eventKind or objectKind
-	table string
-	day   int32
-}
-
-const (
-	eventKind uint8 = iota
-	objectKind
-)
-
-func lessKey(a, b partKey) bool {
-	if a.kind != b.kind {
-		return a.kind < b.kind
-	}
-	if a.table != b.table {
-		return a.table < b.table
-	}
-	return a.day < b.day
-}
-
-func (k partKey) kindName() string {
-	if k.kind == objectKind {
-		return objectsDir
-	}
-	return eventsDir
-}
-
 // tables caches each partition's table (a collection's is built on demand).
-var tables sync.Map // partKey without day -> *schema.Table
+var tables sync.Map // layout.Partition without day -> *schema.Table
 
-func tableOf(k partKey) *schema.Table {
-	key := partKey{kind: k.kind, table: k.table}
+func tableOf(k layout.Partition) *schema.Table {
+	key := layout.Partition{Kind: k.Kind, Table: k.Table}
 	if t, ok := tables.Load(key); ok {
 		return t.(*schema.Table)
 	}
 	var t *schema.Table
 	switch {
-	case k.kind == eventKind:
-		t = schema.EventTable(k.table)
-	case k.table == schema.Snapshots.Name:
+	case k.Kind == layout.Events:
+		t = schema.EventTable(k.Table)
+	case k.Table == schema.Snapshots.Name:
 		t = schema.Snapshots.Table()
 	default:
-		t = schema.Collections[k.table].Table()
+		t = schema.Collections[k.Table].Table()
 	}
 	tables.Store(key, t)
 	return t
@@ -84,7 +56,7 @@ func tableOf(k partKey) *schema.Table {
 
 // rows is a mapper's rows of one partition, not yet encoded.
 type rows struct {
-	key    partKey
+	key    layout.Partition
 	batch  *schema.Batch
 	nextRG int // row groups cut so far
 }
@@ -101,7 +73,7 @@ type chunk struct {
 
 // workFile is a Parquet file assembled in the local work folder.
 type workFile struct {
-	File
+	layout.File
 	path string
 }
 
@@ -110,7 +82,7 @@ type countWriter struct{ n int64 }
 func (c *countWriter) Write(p []byte) (int, error) { c.n += int64(len(p)); return len(p), nil }
 
 type encodeJob struct {
-	key    partKey
+	key    layout.Partition
 	mapper int
 	n      int
 	batch  *schema.Batch
@@ -128,20 +100,20 @@ type converter struct {
 	encodes chan encodeJob
 
 	mu     sync.Mutex
-	chunks map[partKey][]chunk
-	files  []File
+	chunks map[layout.Partition][]chunk
+	files  []layout.File
 
 	events, errorRows, quarEvents, quarLines int64
 }
 
-func (f *flusher) convert(ctx context.Context, p *Plan, keys *keyResult) (*Manifest, error) {
+func (f *flusher) convert(ctx context.Context, p *Plan, keys *keyResult) (*layout.Manifest, error) {
 	workers := max(p.Workers, 1)
 	c := &converter{
 		f: f, plan: p, keys: keys, workDir: f.journal.workDir(p.ID),
 		bufs:    newBodies(),
 		flight:  make(chan struct{}, 2),
 		encodes: make(chan encodeJob),
-		chunks:  map[partKey][]chunk{},
+		chunks:  map[layout.Partition][]chunk{},
 	}
 	if err := os.MkdirAll(c.workDir, 0o755); err != nil {
 		return nil, fmt.Errorf("work folder: %w", err)
@@ -159,7 +131,7 @@ func (f *flusher) convert(ctx context.Context, p *Plan, keys *keyResult) (*Manif
 				close(in)
 			}
 		}()
-		return readPlan(gctx, f.layout.Root, p, c.bufs, func(it item) error {
+		return readPlan(gctx, f.spool.Root, p, c.bufs, func(it item) error {
 			select {
 			case inputs[it.seq%workers] <- it:
 				return nil
@@ -181,7 +153,7 @@ func (f *flusher) convert(ctx context.Context, p *Plan, keys *keyResult) (*Manif
 			e := &encoder{}
 			for job := range c.encodes {
 				err := c.encode(e, job)
-				if job.key.kind == eventKind { // event batches share one shape and are reused
+				if job.key.Kind == layout.Events { // event batches share one shape and are reused
 					job.batch.Reset()
 					select {
 					case job.done <- job.batch:
@@ -214,7 +186,7 @@ func (f *flusher) convert(ctx context.Context, p *Plan, keys *keyResult) (*Manif
 func (c *converter) mapper(ctx context.Context, w, workers int, in <-chan item) error {
 	m := schema.NewEventMapper()
 	objMappers := map[string]*schema.ObjectMapper{}
-	parts := map[partKey]*rows{}
+	parts := map[layout.Partition]*rows{}
 	free := make(chan *schema.Batch, 2)
 	budget := c.f.opts.MemoryBytes / int64(workers)
 	var held int64
@@ -255,7 +227,7 @@ func (c *converter) mapper(ctx context.Context, w, workers int, in <-chan item) 
 			var largest *rows
 			for _, r := range parts {
 				if r.batch != nil && (largest == nil || r.batch.Bytes() > largest.batch.Bytes() ||
-					(r.batch.Bytes() == largest.batch.Bytes() && lessKey(r.key, largest.key))) {
+					(r.batch.Bytes() == largest.batch.Bytes() && r.key.Less(largest.key))) {
 					largest = r
 				}
 			}
@@ -313,7 +285,7 @@ func (c *converter) mapper(ctx context.Context, w, workers int, in <-chan item) 
 				quarEvents++
 				continue
 			}
-			k := partKey{table: e.Table, day: eventDay(e.Time, rec)}
+			k := layout.Partition{Kind: layout.Events, Table: e.Table, Day: eventDay(e.Time, rec)}
 			r := parts[k]
 			if r == nil {
 				r = &rows{key: k}
@@ -323,7 +295,7 @@ func (c *converter) mapper(ctx context.Context, w, workers int, in <-chan item) 
 				select {
 				case r.batch = <-free:
 				default:
-					r.batch = schema.NewBatch(schema.EventTable(k.table))
+					r.batch = schema.NewBatch(schema.EventTable(k.Table))
 				}
 				r.batch.Table = tableOf(k)
 			}
@@ -344,11 +316,11 @@ func (c *converter) mapper(ctx context.Context, w, workers int, in <-chan item) 
 			return err
 		}
 	}
-	keys := make([]partKey, 0, len(parts))
+	keys := make([]layout.Partition, 0, len(parts))
 	for k := range parts {
 		keys = append(keys, k)
 	}
-	sort.Slice(keys, func(i, j int) bool { return lessKey(keys[i], keys[j]) })
+	sort.Slice(keys, func(i, j int) bool { return keys[i].Less(keys[j]) })
 	for _, k := range keys {
 		if err := submit(parts[k]); err != nil {
 			return err
@@ -373,7 +345,7 @@ func (c *converter) quarantine(kind, reason, path string, data []byte, rec *spoo
 	if c.f.opts.DryRun {
 		return nil
 	}
-	name, _, err := spool.WriteQuarantine(c.f.layout, kind, q)
+	name, _, err := spool.WriteQuarantine(c.f.spool, kind, q)
 	if err != nil {
 		return err
 	}
@@ -390,7 +362,7 @@ type encoder struct {
 
 // encode writes one row group as a chunk file.
 func (c *converter) encode(e *encoder, job encodeJob) error {
-	path := filepath.Join(c.workDir, fmt.Sprintf("%s.%s.%s.%03d.%06d.chunk", job.key.kindName(), job.key.table, dayString(job.key.day), job.mapper, job.n))
+	path := filepath.Join(c.workDir, fmt.Sprintf("%s.%s.%s.%03d.%06d.chunk", job.key.Kind.Dir(), job.key.Table, job.key.Date(), job.mapper, job.n))
 	f, err := os.Create(path)
 	if err != nil {
 		return fmt.Errorf("work file: %w", err)
@@ -440,7 +412,7 @@ func (c *converter) encode(e *encoder, job encodeJob) error {
 // assembleAll turns each partition's chunks, in (mapper, n) order, into
 // files of about TargetFileBytes and uploads them, several at a time.
 func (c *converter) assembleAll(ctx context.Context) error {
-	keys := make([]partKey, 0, len(c.chunks))
+	keys := make([]layout.Partition, 0, len(c.chunks))
 	for k, chs := range c.chunks {
 		keys = append(keys, k)
 		sort.Slice(chs, func(i, j int) bool {
@@ -450,9 +422,9 @@ func (c *converter) assembleAll(ctx context.Context) error {
 			return chs[i].n < chs[j].n
 		})
 	}
-	sort.Slice(keys, func(i, j int) bool { return lessKey(keys[i], keys[j]) })
+	sort.Slice(keys, func(i, j int) bool { return keys[i].Less(keys[j]) })
 	type fileJob struct {
-		key    partKey
+		key    layout.Partition
 		n      int
 		chunks []chunk
 	}
@@ -488,10 +460,10 @@ func (c *converter) assembleAll(ctx context.Context) error {
 }
 
 // assemble copies chunks into the partition's file number n.
-func (c *converter) assemble(k partKey, n int, chunks []chunk) (*workFile, error) {
-	date := dayString(k.day)
-	key := objectKey(c.f.opts.Prefix, k, date, c.plan.Node, c.plan.ID, n)
-	path := filepath.Join(c.workDir, fmt.Sprintf("%s.%s.%s.%04d.parquet", k.kindName(), k.table, date, n))
+func (c *converter) assemble(k layout.Partition, n int, chunks []chunk) (*workFile, error) {
+	date := k.Date()
+	key := layout.ObjectKey(c.f.opts.Prefix, k, c.plan.Node, c.plan.ID, n)
+	path := filepath.Join(c.workDir, fmt.Sprintf("%s.%s.%s.%04d.parquet", k.Kind.Dir(), k.Table, date, n))
 	f, err := os.Create(path)
 	if err != nil {
 		return nil, fmt.Errorf("work file: %w", err)
@@ -502,7 +474,7 @@ func (c *converter) assemble(k partKey, n int, chunks []chunk) (*workFile, error
 	w := parquetfile.NewWriter(bw, tableOf(k), parquetfile.Options{
 		KeyValue: map[string]string{"sgload.plan": c.plan.ID, "sgload.node": c.plan.Node},
 	})
-	wf := &workFile{File: File{Key: key, Kind: k.kindName(), Table: k.table, Date: date}, path: path}
+	wf := &workFile{File: layout.File{Key: key, Kind: k.Kind.Dir(), Table: k.Table, Date: date}, path: path}
 	for i, ch := range chunks {
 		rows, err := w.CopyRowGroups(ch.path)
 		if err != nil {
@@ -516,7 +488,7 @@ func (c *converter) assemble(k partKey, n int, chunks []chunk) (*workFile, error
 		}
 		wf.MaxSequence = max(wf.MaxSequence, ch.maxSeq)
 		wf.Rows += ch.rows
-		os.Remove(ch.path)
+		_ = os.Remove(ch.path)
 	}
 	if err := w.Close(); err != nil {
 		return nil, fmt.Errorf("finish %s: %w", path, err)
@@ -531,12 +503,12 @@ func (c *converter) assemble(k partKey, n int, chunks []chunk) (*workFile, error
 	return wf, nil
 }
 
-func (c *converter) manifest() *Manifest {
-	m := &Manifest{
-		Version: ManifestVersion, Plan: c.plan.ID, Node: c.plan.Node, CreatedAt: c.f.opts.Now().UTC(),
-		Sgload: c.f.opts.Version, Segments: c.keys.segments, Tables: map[string]TableStats{},
+func (c *converter) manifest() *layout.Manifest {
+	m := &layout.Manifest{
+		Version: layout.ManifestVersion, Plan: c.plan.ID, Node: c.plan.Node, CreatedAt: c.f.opts.Now().UTC(),
+		Sgload: c.f.opts.Version, Segments: c.keys.segments, Tables: map[string]layout.TableStats{},
 		Events: c.events, RowsWithErrors: c.errorRows, QuarantinedEvents: c.quarEvents, QuarantinedLines: c.quarLines,
-		Duplicates: Duplicates{InPlan: int64(c.keys.dups.InPlan), InHistory: int64(c.keys.dups.InHistory)},
+		Duplicates: layout.Duplicates{InPlan: int64(c.keys.dups.InPlan), InHistory: int64(c.keys.dups.InHistory)},
 	}
 	sort.Slice(c.files, func(i, j int) bool { return c.files[i].Key < c.files[j].Key })
 	m.Files = c.files
@@ -559,7 +531,7 @@ func (c *converter) manifest() *Manifest {
 // the record that closes a snapshot, a row of sync_snapshots). Object rows
 // are partitioned by the day of the sync.
 func (c *converter) mapObjects(mappers map[string]*schema.ObjectMapper, coll string, rec *spool.Record,
-	parts map[partKey]*rows, submit func(*rows) error, held *int64) (n, errRows int, err error) {
+	parts map[layout.Partition]*rows, submit func(*rows) error, held *int64) (n, errRows int, err error) {
 	table := coll
 	if rec.Header[spool.HeaderSnapshot] == "complete" {
 		table = schema.Snapshots.Name
@@ -576,7 +548,7 @@ func (c *converter) mapObjects(mappers map[string]*schema.ObjectMapper, coll str
 		m = schema.NewObjectMapper(col)
 		mappers[table] = m
 	}
-	k := partKey{kind: objectKind, table: table, day: eventDay(0, rec)}
+	k := layout.Partition{Kind: layout.Objects, Table: table, Day: eventDay(0, rec)}
 	r := parts[k]
 	if r == nil {
 		r = &rows{key: k}

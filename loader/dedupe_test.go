@@ -12,9 +12,9 @@ import (
 
 	"github.com/sgload/sgload/dedupe"
 	"github.com/sgload/sgload/internal/duckcheck"
-	"github.com/sgload/sgload/internal/spooltest"
 	"github.com/sgload/sgload/internal/testbucket"
 	"github.com/sgload/sgload/spool"
+	"github.com/sgload/sgload/spool/spooltest"
 )
 
 // post appends events to the spool at root as one webhook POST.
@@ -152,7 +152,7 @@ func TestHistoryPerDestination(t *testing.T) {
 	}
 	// What a user tried: move done/ back and flush into a new bucket prefix.
 	moveBack := func() {
-		err := spool.WalkDone(spool.Layout{Root: root}, func(p, rel string, _ os.DirEntry) error {
+		err := spool.Dir{Root: root}.WalkDone(func(p, rel string, _ os.DirEntry) error {
 			return os.Rename(p, filepath.Join(root, rel))
 		})
 		if err != nil {

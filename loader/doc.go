@@ -1,8 +1,11 @@
 // Package loader is sgload flush: it turns sealed spool segments into
 // partitioned Parquet objects in a bucket, exactly once, whatever crashes in
-// between, and sgload verify, which checks that promise.
+// between, and sgload verify, which checks that promise. Where objects and
+// manifests go is package layout's; the spool's folders and a segment's
+// moves are package spool's.
 //
-// The commit protocol, one plan at a time:
+// The commit protocol, one plan at a time (each step a Step, where the
+// crash tests stop a flush):
 //
 //  1. Plan: pick sealed segments (up to MaxPlanBytes) and journal the plan
 //     (state/flush/<plan>.plan.json, fsynced) before the bucket is touched.

@@ -7,27 +7,24 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
-	"path/filepath"
 	"runtime"
 	"sync/atomic"
 	"time"
 
-	"gocloud.dev/blob"
 	"gocloud.dev/gcerrors"
 
+	"github.com/sgload/sgload/bucket"
 	"github.com/sgload/sgload/dedupe"
 	"github.com/sgload/sgload/internal/durable"
+	"github.com/sgload/sgload/layout"
 	"github.com/sgload/sgload/spool"
 )
 
 // Options configure a flush.
 type Options struct {
-	Spool  string
-	Bucket *blob.Bucket
-	// BucketURL is shown in messages and kept in manifests; never used to open.
-	BucketURL string
-	Prefix    string
+	Spool  spool.Dir
+	Bucket *bucket.Bucket
+	Prefix string
 	// Node names this spool's objects; empty means the spool's own node id.
 	Node string
 	// MaxPlanBytes bounds one plan's input (default 256 MiB): memory for
@@ -50,21 +47,14 @@ type Options struct {
 	DryRun bool
 	// Workers is the number of goroutines mapping events (default GOMAXPROCS).
 	Workers int
-	// AfterWrite, when set, runs after each object is written (the file://
-	// bucket uses it to fsync what fileblob does not).
-	AfterWrite func(ctx context.Context, key string) error
-	// Sweep, when set, removes what a crashed write left in the bucket (the
-	// file:// bucket's temporary files under prefix). It runs under the
-	// spool's lock, so never beside another flush, and not on dry runs.
-	Sweep func(prefix string) (int, error)
 	// Version goes into manifests.
 	Version  string
 	Logger   *slog.Logger
 	Progress func(Progress)
-	// Crash, when set, is called at each step of the protocol with the
-	// step's name; an error stops the flush right there. Crash tests use it
-	// to kill the process or to stop a flush between two steps.
-	Crash func(point string) error
+	// Crash, when set, is called at each step of the protocol; an error
+	// stops the flush right there. Crash tests use it to kill the process or
+	// to stop a flush between two steps.
+	Crash func(Step) error
 	Now   func() time.Time
 }
 
@@ -97,12 +87,32 @@ func (o *Options) defaults() {
 		o.Now = time.Now
 	}
 	if o.Crash == nil {
-		o.Crash = func(string) error { return nil }
+		o.Crash = func(Step) error { return nil }
 	}
 	if o.Version == "" {
 		o.Version = "dev"
 	}
 }
+
+// Step names a point of the commit protocol, after the step it names is
+// done: where Options.Crash is called, and where the crash tests kill a
+// flush.
+type Step string
+
+// The protocol's steps, in order.
+const (
+	StepPlanJournaled   Step = "plan-journaled"   // the plan is in the journal
+	StepKeysResolved    Step = "keys-resolved"    // duplicates decided, pending history written
+	StepUploadedOne     Step = "uploaded-one"     // the plan's first object is in the bucket
+	StepUploaded        Step = "uploaded"         // every object is in the bucket
+	StepManifestWritten Step = "manifest-written" // committed
+	StepSegmentMoved    Step = "segment-moved"    // the first segment is in done/
+	StepPlanFinished    Step = "plan-finished"    // the journal is gone
+)
+
+// Steps are the protocol's steps, in order.
+var Steps = []Step{StepPlanJournaled, StepKeysResolved, StepUploadedOne, StepUploaded,
+	StepManifestWritten, StepSegmentMoved, StepPlanFinished}
 
 // Progress is reported while a flush runs.
 type Progress struct {
@@ -117,28 +127,28 @@ type Progress struct {
 
 // Summary is what a flush did.
 type Summary struct {
-	Plans          int                   `json:"plans"`
-	Recovered      int                   `json:"recovered_plans"`
-	Segments       int                   `json:"segments"`
-	SpoolBytes     int64                 `json:"spool_bytes"`
-	Events         int64                 `json:"events"`
-	Rows           int64                 `json:"rows"`
-	Files          int                   `json:"files"`
-	Bytes          int64                 `json:"bytes"`
-	Tables         map[string]TableStats `json:"tables"`
-	Duplicates     int64                 `json:"duplicates"`
-	RowsWithErrors int64                 `json:"rows_with_errors"`
-	Quarantined    int64                 `json:"quarantined"`
-	Duration       time.Duration         `json:"-"`
-	Seconds        float64               `json:"seconds"`
-	DryRun         bool                  `json:"dry_run"`
-	Manifests      []string              `json:"manifests"`
+	Plans          int                          `json:"plans"`
+	Recovered      int                          `json:"recovered_plans"`
+	Segments       int                          `json:"segments"`
+	SpoolBytes     int64                        `json:"spool_bytes"`
+	Events         int64                        `json:"events"`
+	Rows           int64                        `json:"rows"`
+	Files          int                          `json:"files"`
+	Bytes          int64                        `json:"bytes"`
+	Tables         map[string]layout.TableStats `json:"tables"`
+	Duplicates     int64                        `json:"duplicates"`
+	RowsWithErrors int64                        `json:"rows_with_errors"`
+	Quarantined    int64                        `json:"quarantined"`
+	Duration       time.Duration                `json:"-"`
+	Seconds        float64                      `json:"seconds"`
+	DryRun         bool                         `json:"dry_run"`
+	Manifests      []string                     `json:"manifests"`
 }
 
 // NothingToFlush reports a run that found no sealed segment.
 func (s *Summary) NothingToFlush() bool { return s.Plans == 0 && s.Recovered == 0 }
 
-func (s *Summary) add(m *Manifest, key string) {
+func (s *Summary) add(m *layout.Manifest, key string) {
 	s.Segments += len(m.Segments)
 	for _, sg := range m.Segments {
 		s.SpoolBytes += sg.Bytes
@@ -164,22 +174,13 @@ func (s *Summary) add(m *Manifest, key string) {
 	}
 }
 
-// CrashPoints are the steps of the commit protocol at which Options.Crash is
-// called, in order.
-var CrashPoints = []string{"plan-journaled", "keys-resolved", "uploaded-one", "uploaded",
-	"manifest-written", "segment-moved", "plan-finished"}
-
-// Errors a caller branches on.
-var (
-	ErrBusy      = errors.New("another flush holds this spool's lock")
-	ErrPreflight = errors.New("storage preflight failed")
-	ErrNoSpool   = errors.New("no spool folder")
-)
+// ErrPreflight means the bucket failed the write-read-delete probe.
+var ErrPreflight = errors.New("storage preflight failed")
 
 type flusher struct {
 	opts    Options
 	log     *slog.Logger
-	layout  spool.Layout
+	spool   spool.Dir
 	journal journal
 	index   *dedupe.Index
 	node    string
@@ -196,43 +197,35 @@ type flusher struct {
 // Flush runs the commit protocol until the spool has no sealed segment left.
 func Flush(ctx context.Context, opts Options) (*Summary, error) {
 	opts.defaults()
-	f := &flusher{opts: opts, log: opts.Logger, layout: spool.Layout{Root: opts.Spool}, start: opts.Now(),
-		sum: &Summary{Tables: map[string]TableStats{}, DryRun: opts.DryRun}}
+	f := &flusher{opts: opts, log: opts.Logger, spool: opts.Spool, start: opts.Now(),
+		sum: &Summary{Tables: map[string]layout.TableStats{}, DryRun: opts.DryRun, Manifests: []string{}}}
 	defer func() {
 		f.sum.Duration = opts.Now().Sub(f.start)
 		f.sum.Seconds = f.sum.Duration.Seconds()
 	}()
-	// A spool that sync wrote but serve never ran has no events/; a spool
-	// that does not exist at all is a mistyped --spool.
-	if st, err := os.Stat(opts.Spool); err != nil || !st.IsDir() {
-		return f.sum, fmt.Errorf("%w: %s", ErrNoSpool, opts.Spool)
-	}
-	lock, err := spool.TryLock(f.layout, "flush")
+	lock, err := f.spool.Lock(spool.LockFlush)
 	if err != nil {
-		if errors.Is(err, spool.ErrLocked) {
-			return f.sum, fmt.Errorf("%w: %v", ErrBusy, err)
-		}
 		return f.sum, err
 	}
 	defer lock.Unlock()
-	if f.node, err = spool.NodeID(f.layout, opts.Node); err != nil {
+	if f.node, err = f.spool.Node(opts.Node); err != nil {
 		return f.sum, err
 	}
-	if opts.Sweep != nil && !opts.DryRun {
-		n, err := opts.Sweep(opts.Prefix)
-		if err != nil {
-			return f.sum, fmt.Errorf("sweep temporary files in %s: %w", opts.BucketURL, err)
-		}
-		if n > 0 {
-			f.log.Info("removed temporary files a crashed write left in the bucket folder", "files", n)
-		}
-	}
-	f.journal = journal{dir: filepath.Join(f.layout.State(), "flush")}
+	f.journal = journal{dir: f.spool.FlushJournal()}
 	if err := durable.MkdirAll(f.journal.dir, 0o755); err != nil {
 		return f.sum, err
 	}
 	if err := f.preflight(ctx); err != nil {
 		return f.sum, err
+	}
+	if !opts.DryRun {
+		n, err := opts.Bucket.Sweep(opts.Prefix)
+		if err != nil {
+			return f.sum, fmt.Errorf("sweep temporary files in %s: %w", opts.Bucket.URL(), err)
+		}
+		if n > 0 {
+			f.log.Info("removed temporary files a crashed write left in the bucket folder", "files", n)
+		}
 	}
 	closeHistory, err := f.openHistory(ctx)
 	if err != nil {
@@ -247,7 +240,7 @@ func Flush(ctx context.Context, opts Options) (*Summary, error) {
 	}
 	// An unfinished plan's segments stay in events/ until it finishes, so
 	// the backlog counts them already.
-	total, err := backlog(f.layout)
+	_, total, err := f.spool.Backlog()
 	if err != nil {
 		return f.sum, err
 	}
@@ -258,7 +251,7 @@ func Flush(ctx context.Context, opts Options) (*Summary, error) {
 			return f.sum, fmt.Errorf("plan %s from an earlier flush is unfinished; run without --dry-run to finish it", p.ID)
 		}
 		f.log.Warn("resuming a plan an earlier flush left unfinished", "plan", p.ID, "segments", len(p.Segments))
-		if err := f.run(ctx, p, true); err != nil {
+		if err := f.redo(ctx, p); err != nil {
 			return f.sum, err
 		}
 		f.sum.Recovered++
@@ -267,14 +260,14 @@ func Flush(ctx context.Context, opts Options) (*Summary, error) {
 		if err := ctx.Err(); err != nil {
 			return f.sum, err
 		}
-		p, err := nextPlan(f.layout, f.node, opts.MaxPlanBytes, opts.Workers, opts.Now())
+		p, err := nextPlan(f.spool, f.node, opts.MaxPlanBytes, opts.Workers, opts.Now())
 		if err != nil {
 			return f.sum, err
 		}
 		if p == nil {
 			break
 		}
-		if err := f.run(ctx, p, false); err != nil {
+		if err := f.run(ctx, p); err != nil {
 			return f.sum, err
 		}
 		f.sum.Plans++
@@ -288,62 +281,71 @@ func Flush(ctx context.Context, opts Options) (*Summary, error) {
 		}
 	}
 	if !opts.DryRun {
-		cutoff := opts.Now().Add(-opts.DedupeWindow)
-		if st, err := f.index.Maintain(cutoff); err != nil {
-			f.log.Warn("maintain dedupe history", "err", err)
-		} else if st.Expired > 0 {
-			f.log.Info("expired dedupe history", "runs", st.Expired)
-		}
-		// The previous release's runs that no destination adopted.
-		if _, err := dedupe.ExpireLegacy(filepath.Join(f.layout.State(), "dedupe"), cutoff); err != nil {
-			f.log.Warn("expire dedupe history", "err", err)
-		}
-		if n, err := pruneDone(f.layout, opts.Now().Add(-opts.Retain)); err != nil {
-			f.log.Warn("prune done segments", "err", err)
-		} else if n > 0 {
-			f.log.Info("pruned committed segments past retention", "segments", n)
-		}
+		f.tidy()
 	}
 	return f.sum, nil
 }
 
-// run executes one plan; redo means it comes from the journal.
-func (f *flusher) run(ctx context.Context, p *Plan, redo bool) error {
+// tidy drops what has aged out: dedupe history past the window, committed
+// segments past retention. A failure is logged; the next flush tries again.
+func (f *flusher) tidy() {
+	cutoff := f.opts.Now().Add(-f.opts.DedupeWindow)
+	if st, err := f.index.Maintain(cutoff); err != nil {
+		f.log.Warn("maintain dedupe history", "err", err)
+	} else if st.Expired > 0 {
+		f.log.Info("expired dedupe history", "runs", st.Expired)
+	}
+	// The previous release's runs that no destination adopted.
+	if _, err := dedupe.ExpireLegacy(f.spool.DedupeHistory(), cutoff); err != nil {
+		f.log.Warn("expire dedupe history", "err", err)
+	}
+	if n, err := f.spool.Prune(f.opts.Now().Add(-f.opts.Retain)); err != nil {
+		f.log.Warn("prune done segments", "err", err)
+	} else if n > 0 {
+		f.log.Info("pruned committed segments past retention", "segments", n)
+	}
+}
+
+// run takes a new plan through every step.
+func (f *flusher) run(ctx context.Context, p *Plan) error {
 	f.progressPlan++
-	mkey := manifestKey(f.opts.Prefix, p.Node, p.ID)
-	if redo {
-		m, err := readManifest(ctx, f.opts.Bucket, mkey)
-		if err != nil && gcerrors.Code(err) != gcerrors.NotFound {
-			return fmt.Errorf("check manifest %s: %w", mkey, err)
-		}
-		if err == nil { // the manifest is the commit point
-			f.log.Info("plan was committed before the crash; finishing it", "plan", p.ID)
-			f.sum.add(m, "")
-			return f.finish(ctx, p, m)
-		}
-		if err := f.undo(ctx, p); err != nil {
-			return err
-		}
-	} else if !f.opts.DryRun {
+	if !f.opts.DryRun {
 		if err := f.journal.write(p); err != nil {
 			return fmt.Errorf("journal plan: %w", err)
 		}
-		if err := f.opts.Crash("plan-journaled"); err != nil {
+		if err := f.opts.Crash(StepPlanJournaled); err != nil {
 			return err
 		}
 	}
+	return f.convertAndCommit(ctx, p)
+}
 
-	keys, err := f.resolveKeys(ctx, p)
-	if err != nil {
+// redo takes a plan found in the journal to its end: a plan with a manifest
+// is committed and only finishes; one without is undone, then done again.
+func (f *flusher) redo(ctx context.Context, p *Plan) error {
+	f.progressPlan++
+	mkey := layout.ManifestKey(f.opts.Prefix, p.Node, p.ID)
+	m, err := layout.ReadManifest(ctx, f.opts.Bucket, mkey)
+	if err != nil && gcerrors.Code(err) != gcerrors.NotFound {
+		return fmt.Errorf("check manifest %s: %w", mkey, err)
+	}
+	if err == nil {
+		f.log.Info("plan was committed before the crash; finishing it", "plan", p.ID)
+		f.sum.add(m, "")
+		return f.finish(p)
+	}
+	if err := f.undo(ctx, p); err != nil {
 		return err
 	}
-	if !f.opts.DryRun {
-		if err := f.index.WritePending(p.ID, keys.set, keys.dups, f.opts.Now()); err != nil {
-			return err
-		}
-		if err := f.opts.Crash("keys-resolved"); err != nil {
-			return err
-		}
+	return f.convertAndCommit(ctx, p)
+}
+
+// convertAndCommit runs a journaled plan's steps: keys, convert and upload,
+// commit, finish.
+func (f *flusher) convertAndCommit(ctx context.Context, p *Plan) error {
+	keys, err := f.keys(ctx, p)
+	if err != nil {
+		return err
 	}
 	m, err := f.convert(ctx, p, keys)
 	if err != nil {
@@ -353,24 +355,44 @@ func (f *flusher) run(ctx context.Context, p *Plan, redo bool) error {
 		f.sum.add(m, "")
 		return nil
 	}
-	if err := f.opts.Crash("uploaded"); err != nil {
+	if err := f.opts.Crash(StepUploaded); err != nil {
 		return err
 	}
-	if err := writeJSON(ctx, f.opts.Bucket, mkey, m); err != nil {
-		return fmt.Errorf("write manifest %s: %w", mkey, err)
+	if err := f.commit(ctx, p, m); err != nil {
+		return err
 	}
-	if f.opts.AfterWrite != nil {
-		if err := f.opts.AfterWrite(ctx, mkey); err != nil {
-			return err
-		}
+	return f.finish(p)
+}
+
+// keys is pass 1: every event's dedupe key, the duplicates decided, the
+// kept keys written as the plan's pending history.
+func (f *flusher) keys(ctx context.Context, p *Plan) (*keyResult, error) {
+	keys, err := f.resolveKeys(ctx, p)
+	if err != nil {
+		return nil, err
 	}
-	if err := f.opts.Crash("manifest-written"); err != nil {
+	if f.opts.DryRun {
+		return keys, nil
+	}
+	if err := f.index.WritePending(p.ID, keys.set, keys.dups, f.opts.Now()); err != nil {
+		return nil, err
+	}
+	return keys, f.opts.Crash(StepKeysResolved)
+}
+
+// commit writes the manifest: the commit point.
+func (f *flusher) commit(ctx context.Context, p *Plan, m *layout.Manifest) error {
+	mkey := layout.ManifestKey(f.opts.Prefix, p.Node, p.ID)
+	if err := layout.WriteManifest(ctx, f.opts.Bucket, mkey, m); err != nil {
+		return err
+	}
+	if err := f.opts.Crash(StepManifestWritten); err != nil {
 		return err
 	}
 	f.sum.add(m, mkey)
 	f.log.Info("plan committed", "plan", p.ID, "manifest", mkey, "rows", m.Rows, "files", len(m.Files),
 		"duplicates", m.Duplicates.Total())
-	return f.finish(ctx, p, m)
+	return nil
 }
 
 // undo removes what an uncommitted attempt of p may have left: every object
@@ -388,35 +410,24 @@ func (f *flusher) undo(ctx context.Context, p *Plan) error {
 	if len(keys) > 0 {
 		f.log.Info("deleted objects of an uncommitted plan before redoing it", "plan", p.ID, "objects", len(keys))
 	}
-	if err := os.Remove(f.journal.intentsPath(p.ID)); err != nil && !errors.Is(err, os.ErrNotExist) {
+	if err := f.journal.clear(p.ID); err != nil {
 		return err
 	}
-	os.RemoveAll(f.journal.workDir(p.ID))
 	return f.index.Abort(p.ID)
 }
 
 // finish runs the steps after the commit point; each is idempotent.
-func (f *flusher) finish(ctx context.Context, p *Plan, m *Manifest) error {
+func (f *flusher) finish(p *Plan) error {
 	if err := f.index.Commit(p.ID); err != nil {
 		return err
 	}
 	now := f.opts.Now()
 	for i, s := range p.Segments {
-		src := filepath.Join(f.layout.Root, s.Path)
-		dst := filepath.Join(f.layout.Done(), s.Path)
-		if _, err := os.Stat(src); errors.Is(err, os.ErrNotExist) {
-			continue // moved before a crash
-		}
-		if err := durable.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		if err := f.spool.Commit(s.Path, now); err != nil {
 			return err
 		}
-		// The mtime records when the segment was committed, for --retain.
-		os.Chtimes(src, now, now)
-		if err := durable.Rename(src, dst); err != nil {
-			return fmt.Errorf("move committed segment to done: %w", err)
-		}
 		if i == 0 {
-			if err := f.opts.Crash("segment-moved"); err != nil {
+			if err := f.opts.Crash(StepSegmentMoved); err != nil {
 				return err
 			}
 		}
@@ -424,10 +435,7 @@ func (f *flusher) finish(ctx context.Context, p *Plan, m *Manifest) error {
 	if err := f.journal.remove(p.ID); err != nil {
 		return fmt.Errorf("remove plan journal: %w", err)
 	}
-	if err := f.opts.Crash("plan-finished"); err != nil {
-		return err
-	}
-	return nil
+	return f.opts.Crash(StepPlanFinished)
 }
 
 // preflight writes, reads and deletes a probe object, so that a missing
@@ -435,8 +443,8 @@ func (f *flusher) finish(ctx context.Context, p *Plan, m *Manifest) error {
 // after converting a gigabyte.
 func (f *flusher) preflight(ctx context.Context) error {
 	var rnd [6]byte
-	rand.Read(rnd[:])
-	key := joinKey(f.opts.Prefix, metaDir, "probe", f.node+"-"+hex.EncodeToString(rnd[:]))
+	_, _ = rand.Read(rnd[:]) // crypto/rand does not fail on Linux
+	key := layout.ProbeKey(f.opts.Prefix, f.node+"-"+hex.EncodeToString(rnd[:]))
 	body := []byte("sgload storage preflight\n")
 	step := "write"
 	err := f.opts.Bucket.WriteAll(ctx, key, body, nil)
@@ -452,7 +460,7 @@ func (f *flusher) preflight(ctx context.Context) error {
 		err = f.opts.Bucket.Delete(ctx, key)
 	}
 	if err != nil {
-		return fmt.Errorf("%w: %s %s in %s: %w", ErrPreflight, step, key, f.opts.BucketURL, err)
+		return fmt.Errorf("%w: %s %s in %s: %w", ErrPreflight, step, key, f.opts.Bucket.URL(), err)
 	}
 	return nil
 }
@@ -464,29 +472,4 @@ func (f *flusher) progress(phase string) {
 	f.opts.Progress(Progress{Phase: phase, Plan: f.progressPlan, Plans: max(f.progressPlans, f.progressPlan),
 		BytesDone: f.progressDone.Load(), BytesTotal: f.progressTotal, Events: f.events.Load(),
 		Elapsed: f.opts.Now().Sub(f.start)})
-}
-
-// pruneDone deletes committed segments whose commit is older than cutoff,
-// except those a follower (forward, a raw tee) has not passed yet.
-func pruneDone(l spool.Layout, cutoff time.Time) (int, error) {
-	keepFrom, following, err := spool.OldestCursor(l)
-	if err != nil {
-		return 0, err
-	}
-	n := 0
-	err = spool.WalkDone(l, func(p, _ string, d os.DirEntry) error {
-		inEvents := filepath.Dir(p) == filepath.Join(l.Done(), spool.EventsDir)
-		if _, first, ok := spool.ParseSegmentName(d.Name()); ok && following && inEvents && first >= keepFrom {
-			return nil // a follower still needs it
-		}
-		info, err := d.Info()
-		if err == nil && info.ModTime().Before(cutoff) {
-			if err := os.Remove(p); err != nil {
-				return err
-			}
-			n++
-		}
-		return nil
-	})
-	return n, err
 }

@@ -7,6 +7,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/sgload/sgload/dedupe"
+	"github.com/sgload/sgload/layout"
 	"github.com/sgload/sgload/schema"
 	"github.com/sgload/sgload/spool"
 )
@@ -15,15 +16,15 @@ import (
 type keyResult struct {
 	set      *dedupe.Set
 	dups     *dedupe.Result
-	segments []ManifestSegment
+	segments []layout.ManifestSegment
 }
 
 // resolveKeys reads every event of p for its dedupe keys (in parallel: keys
 // need no order, only ordinals) and decides which events are duplicates.
 func (f *flusher) resolveKeys(ctx context.Context, p *Plan) (*keyResult, error) {
-	res := &keyResult{set: &dedupe.Set{}, segments: make([]ManifestSegment, len(p.Segments))}
+	res := &keyResult{set: &dedupe.Set{}, segments: make([]layout.ManifestSegment, len(p.Segments))}
 	for i, s := range p.Segments {
-		res.segments[i] = ManifestSegment{Path: s.Path, Bytes: s.Bytes}
+		res.segments[i] = layout.ManifestSegment{Path: s.Path, Bytes: s.Bytes}
 	}
 	items := make(chan item, 2*f.opts.Workers)
 	bufs := newBodies()
@@ -31,7 +32,7 @@ func (f *flusher) resolveKeys(ctx context.Context, p *Plan) (*keyResult, error) 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
 		defer close(items)
-		return readPlan(gctx, f.layout.Root, p, bufs, func(it item) error {
+		return readPlan(gctx, f.spool.Root, p, bufs, func(it item) error {
 			if it.rec != nil {
 				res.segments[it.seg].Records++
 				res.segments[it.seg].Events += int64(it.rec.Events)

@@ -13,9 +13,10 @@ import (
 	"time"
 
 	"github.com/sgload/sgload/internal/duckcheck"
-	"github.com/sgload/sgload/internal/spooltest"
 	"github.com/sgload/sgload/internal/testbucket"
+	"github.com/sgload/sgload/layout"
 	"github.com/sgload/sgload/spool"
+	"github.com/sgload/sgload/spool/spooltest"
 )
 
 // fillSpool appends the events to the spool at root as webhook POSTs of
@@ -93,7 +94,7 @@ func checkBucket(t *testing.T, b *testbucket.Bucket, prefix, spoolRoot string, w
 			t.Errorf("drift-03 partition %v, want the event's own day", d)
 		}
 	}
-	rep, err := Verify(context.Background(), VerifyOptions{Spool: spoolRoot, Bucket: b.Bucket, BucketURL: b.URL, Prefix: prefix})
+	rep, err := Verify(context.Background(), VerifyOptions{Spool: spool.Dir{Root: spoolRoot}, Bucket: b.Bucket, Prefix: prefix})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,7 +107,7 @@ func checkBucket(t *testing.T, b *testbucket.Bucket, prefix, spoolRoot string, w
 }
 
 func flushOpts(root string, b *testbucket.Bucket, prefix string) Options {
-	return Options{Spool: root, Bucket: b.Bucket, BucketURL: b.URL, Prefix: prefix, AfterWrite: b.AfterWrite,
+	return Options{Spool: spool.Dir{Root: root}, Bucket: b.Bucket, Prefix: prefix,
 		MaxPlanBytes: 400 << 10, TargetFileBytes: 64 << 10, RowGroupBytes: 64 << 10, MemoryBytes: 256 << 10}
 }
 
@@ -151,15 +152,15 @@ func runBucketTests(t *testing.T, kind string) {
 		}
 	})
 
-	for _, point := range CrashPoints {
-		t.Run("rerun after crash at "+point, func(t *testing.T) {
+	for _, point := range Steps {
+		t.Run("rerun after crash at "+string(point), func(t *testing.T) {
 			b := testbucket.Open(t, kind)
 			root := t.TempDir()
 			fillSpool(t, root, small, 40, 96<<10)
 			opts := flushOpts(root, b, prefix)
 			opts.MaxPlanBytes = 100 << 10
 			crashed := 0
-			opts.Crash = func(p string) error {
+			opts.Crash = func(p Step) error {
 				if p == point && crashed == 0 {
 					crashed++
 					return errCrash
@@ -176,7 +177,7 @@ func runBucketTests(t *testing.T, kind string) {
 			}
 			// After plan-finished the plan is complete; before it, the rerun
 			// must find the journaled plan and finish or redo it.
-			if wantRecovered := map[bool]int{true: 0, false: 1}[point == "plan-finished"]; sum.Recovered != wantRecovered {
+			if wantRecovered := map[bool]int{true: 0, false: 1}[point == StepPlanFinished]; sum.Recovered != wantRecovered {
 				t.Errorf("rerun recovered %d plans, want %d", sum.Recovered, wantRecovered)
 			}
 			checkBucket(t, b, prefix, root, wantSmall)
@@ -190,8 +191,8 @@ func runBucketTests(t *testing.T, kind string) {
 		opts := flushOpts(root, b, prefix)
 		opts.MaxPlanBytes = 100 << 10
 		ctx, cancel := context.WithCancel(context.Background())
-		opts.Crash = func(p string) error {
-			if p == "uploaded-one" {
+		opts.Crash = func(p Step) error {
+			if p == StepUploadedOne {
 				cancel() // the plan's other uploads are cut off mid-way
 			}
 			return nil
@@ -222,7 +223,7 @@ func runBucketTests(t *testing.T, kind string) {
 		}
 		var committed []string
 		for _, mk := range sum.Manifests {
-			m, err := readManifest(context.Background(), b.Bucket, mk)
+			m, err := layout.ReadManifest(context.Background(), b.Bucket, mk)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -316,16 +317,22 @@ func TestPreflightFailsClearly(t *testing.T) {
 func TestSweepOnlyUnderTheLock(t *testing.T) {
 	root := t.TempDir()
 	fillSpool(t, root, spooltest.Lines(t, "../testdata/events/drift.ndjson"), 5, 1<<20)
-	b := testbucket.Open(t, "mem")
-	sweeps := 0
+	b := testbucket.Open(t, "file")
 	opts := flushOpts(root, b, "p")
-	opts.Sweep = func(string) (int, error) { sweeps++; return 0, nil }
+	leftover := filepath.Join(b.Dir, "p", "events", "event_type=open", "dt=2026-01-01", "part-x-0001-0000.parquet.5f3a.tmp")
+	if err := os.MkdirAll(filepath.Dir(leftover), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(leftover, []byte("half an object"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	swept := func() bool { _, err := os.Stat(leftover); return errors.Is(err, os.ErrNotExist) }
 
-	lock, err := spool.TryLock(spool.Layout{Root: root}, "flush")
+	lock, err := spool.Dir{Root: root}.Lock(spool.LockFlush)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Flush(context.Background(), opts); !errors.Is(err, ErrBusy) {
+	if _, err := Flush(context.Background(), opts); !errors.Is(err, spool.ErrBusy) {
 		t.Fatalf("flush: %v, want ErrBusy", err)
 	}
 	lock.Unlock()
@@ -334,27 +341,27 @@ func TestSweepOnlyUnderTheLock(t *testing.T) {
 	if _, err := Flush(context.Background(), dry); err != nil {
 		t.Fatal(err)
 	}
-	if sweeps != 0 {
-		t.Fatalf("swept %d times while another flush held the lock or on a dry run", sweeps)
+	if swept() {
+		t.Fatal("swept while another flush held the lock or on a dry run")
 	}
 	if _, err := Flush(context.Background(), opts); err != nil {
 		t.Fatal(err)
 	}
-	if sweeps != 1 {
-		t.Fatalf("swept %d times in a flush that held the lock, want 1", sweeps)
+	if !swept() {
+		t.Fatal("a flush holding the lock left a temporary file behind")
 	}
 }
 
 func TestOneFlushAtATime(t *testing.T) {
 	root := t.TempDir()
 	fillSpool(t, root, spooltest.Lines(t, "../testdata/events/drift.ndjson"), 5, 1<<20)
-	lock, err := spool.TryLock(spool.Layout{Root: root}, "flush")
+	lock, err := spool.Dir{Root: root}.Lock(spool.LockFlush)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer lock.Unlock()
 	b := testbucket.Open(t, "mem")
-	if _, err := Flush(context.Background(), flushOpts(root, b, "p")); !errors.Is(err, ErrBusy) {
+	if _, err := Flush(context.Background(), flushOpts(root, b, "p")); !errors.Is(err, spool.ErrBusy) {
 		t.Fatalf("flush: %v, want ErrBusy", err)
 	}
 }

@@ -126,11 +126,22 @@ func (j journal) intents(id string) ([]string, error) {
 	return keys, sc.Err()
 }
 
-// remove drops the plan's journal files and work folder; the plan file goes
-// last, so a crash in between leaves a plan that finishes again harmlessly.
-func (j journal) remove(id string) error {
-	os.RemoveAll(j.workDir(id))
+// clear drops what an attempt at the plan left beside its plan file: the
+// intents and the work folder.
+func (j journal) clear(id string) error {
+	if err := os.RemoveAll(j.workDir(id)); err != nil {
+		return err
+	}
 	if err := os.Remove(j.intentsPath(id)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
+// remove drops the plan's journal; the plan file goes last, so a crash in
+// between leaves a plan that finishes again harmlessly.
+func (j journal) remove(id string) error {
+	if err := j.clear(id); err != nil {
 		return err
 	}
 	if err := os.Remove(j.planPath(id)); err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -139,30 +150,9 @@ func (j journal) remove(id string) error {
 	return durable.SyncDir(j.dir)
 }
 
-// sealed lists every sealed segment, events and object snapshots, oldest
-// sequence first.
-func sealed(l spool.Layout) ([]spool.Segment, error) {
-	segs, err := spool.ListSegments(l.Events(), spool.SealedSuffix)
-	if err != nil {
-		return nil, err
-	}
-	objs, err := spool.ListObjectSegments(l)
-	if err != nil {
-		return nil, err
-	}
-	segs = append(segs, objs...)
-	sort.SliceStable(segs, func(i, j int) bool {
-		if segs[i].FirstSeq != segs[j].FirstSeq {
-			return segs[i].FirstSeq < segs[j].FirstSeq
-		}
-		return segs[i].Path < segs[j].Path
-	})
-	return segs, nil
-}
-
 // nextPlan picks the oldest sealed segments, up to maxBytes (at least one).
-func nextPlan(l spool.Layout, node string, maxBytes int64, workers int, now time.Time) (*Plan, error) {
-	segs, err := sealed(l)
+func nextPlan(d spool.Dir, node string, maxBytes int64, workers int, now time.Time) (*Plan, error) {
+	segs, err := d.Sealed()
 	if err != nil {
 		return nil, err
 	}
@@ -175,18 +165,8 @@ func nextPlan(l spool.Layout, node string, maxBytes int64, workers int, now time
 		if len(p.Segments) > 0 && total+s.Size > maxBytes {
 			break
 		}
-		rel, _ := filepath.Rel(l.Root, s.Path)
-		p.Segments = append(p.Segments, PlanSegment{Path: rel, Bytes: s.Size})
+		p.Segments = append(p.Segments, PlanSegment{Path: d.Rel(s.Path), Bytes: s.Size})
 		total += s.Size
 	}
 	return p, nil
-}
-
-// backlog sums the sealed segments waiting for flush.
-func backlog(l spool.Layout) (bytes int64, err error) {
-	segs, err := sealed(l)
-	for _, s := range segs {
-		bytes += s.Size
-	}
-	return bytes, err
 }

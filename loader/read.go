@@ -6,8 +6,8 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
-	"time"
 
+	"github.com/sgload/sgload/layout"
 	"github.com/sgload/sgload/spool"
 )
 
@@ -64,7 +64,7 @@ func readPlan(ctx context.Context, root string, p *Plan, bufs bodies, fn func(it
 		}
 		for {
 			if err := ctx.Err(); err != nil {
-				r.Close()
+				_ = r.Close()
 				return err
 			}
 			rec, err := r.Next()
@@ -74,24 +74,24 @@ func readPlan(ctx context.Context, root string, p *Plan, bufs bodies, fn func(it
 			var ce *spool.CorruptError
 			if errors.As(err, &ce) {
 				if err := fn(item{seq: seq, seg: si, corrupt: ce}); err != nil {
-					r.Close()
+					_ = r.Close()
 					return err
 				}
 				seq++
 				continue
 			}
 			if err != nil {
-				r.Close()
+				_ = r.Close()
 				return err
 			}
 			if err := fn(item{seq: seq, seg: si, rec: rec, base: base}); err != nil {
-				r.Close()
+				_ = r.Close()
 				return err
 			}
 			seq++
 			base += rec.Events
 		}
-		r.Close()
+		_ = r.Close()
 	}
 	return nil
 }
@@ -99,21 +99,8 @@ func readPlan(ctx context.Context, root string, p *Plan, bufs bodies, fn func(it
 // eventDay is the partition day of an event: its own date, or the day it
 // was received when it has no readable time.
 func eventDay(eventMicros int64, rec *spool.Record) int32 {
-	t := eventMicros
-	if t <= 0 {
-		t = rec.ReceivedAt.UnixMicro()
+	if eventMicros <= 0 {
+		eventMicros = rec.ReceivedAt.UnixMicro()
 	}
-	return int32(floorDiv(t, 86400_000_000))
-}
-
-func floorDiv(a, b int64) int64 {
-	q := a / b
-	if a%b != 0 && (a < 0) != (b < 0) {
-		q--
-	}
-	return q
-}
-
-func dayString(day int32) string {
-	return time.Unix(int64(day)*86400, 0).UTC().Format("2006-01-02")
+	return layout.Day(eventMicros)
 }

@@ -2,13 +2,15 @@ package loader
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"time"
 
 	"gocloud.dev/blob"
 	"gocloud.dev/gcerrors"
+
+	"github.com/sgload/sgload/bucket"
+	"github.com/sgload/sgload/internal/backoff"
 )
 
 // uploadRetries and uploadBackoff bound the retries of one object; the SDKs
@@ -35,14 +37,7 @@ func (c *converter) upload(ctx context.Context, wf *workFile) error {
 				return fmt.Errorf("upload %s: %w", wf.Key, err)
 			}
 			c.f.log.Warn("upload failed; retrying", "key", wf.Key, "attempt", attempt, "err", err)
-			select {
-			case <-time.After(uploadBackoff * time.Duration(attempt*attempt)):
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-		}
-		if c.f.opts.AfterWrite != nil {
-			if err := c.f.opts.AfterWrite(ctx, wf.Key); err != nil {
+			if err := backoff.Sleep(ctx, uploadBackoff*time.Duration(attempt*attempt)); err != nil {
 				return err
 			}
 		}
@@ -52,16 +47,14 @@ func (c *converter) upload(ctx context.Context, wf *workFile) error {
 	first := len(c.files) == 1
 	c.mu.Unlock()
 	if first && !c.f.opts.DryRun {
-		return c.f.opts.Crash("uploaded-one")
+		return c.f.opts.Crash(StepUploadedOne)
 	}
 	return nil
 }
 
-// uploadFile streams a local file into the bucket. Upload (not NewWriter)
-// is used on purpose: it is the path gocloud's drivers stream as multipart
-// or resumable uploads, and the one not affected by the azureblob writer
-// panic in gocloud v0.47.0. ContentMD5 makes the store check the bytes.
-func uploadFile(ctx context.Context, b *blob.Bucket, key, path string, md5 []byte) error {
+// uploadFile streams a local file into the bucket; ContentMD5 makes the
+// store check the bytes.
+func uploadFile(ctx context.Context, b *bucket.Bucket, key, path string, md5 []byte) error {
 	f, err := os.Open(path)
 	if err != nil {
 		return err
@@ -80,12 +73,4 @@ func retryable(err error) bool {
 		return false
 	}
 	return true
-}
-
-func writeJSON(ctx context.Context, b *blob.Bucket, key string, v any) error {
-	data, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		return err
-	}
-	return b.WriteAll(ctx, key, append(data, '\n'), &blob.WriterOptions{ContentType: "application/json"})
 }

@@ -8,25 +8,25 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"sort"
 
 	"github.com/parquet-go/parquet-go"
 	"gocloud.dev/blob"
 	"gocloud.dev/gcerrors"
 
+	"github.com/sgload/sgload/bucket"
+	"github.com/sgload/sgload/layout"
 	"github.com/sgload/sgload/spool"
 )
 
 // VerifyOptions configure Verify.
 type VerifyOptions struct {
-	// Spool, when set, is reconciled too: its committed segments against the
-	// manifests of its node.
-	Spool     string
-	Node      string
-	Bucket    *blob.Bucket
-	BucketURL string
-	Prefix    string
+	// Spool, when its Root is set, is reconciled too: its committed
+	// segments against the manifests of its node.
+	Spool  spool.Dir
+	Node   string
+	Bucket *bucket.Bucket
+	Prefix string
 }
 
 // VerifyReport is what Verify found. Problems is empty when everything
@@ -48,20 +48,15 @@ func (r *VerifyReport) problem(format string, args ...any) {
 // Verify reconciles manifests, the objects in the bucket (existence, size,
 // MD5, Parquet row counts) and, with a spool, the committed segments.
 func Verify(ctx context.Context, o VerifyOptions) (*VerifyReport, error) {
-	rep := &VerifyReport{Tables: map[string]map[string]int64{}}
-	if o.Spool != "" {
-		if st, err := os.Stat(o.Spool); err != nil || !st.IsDir() {
-			return nil, fmt.Errorf("%w: %s", ErrNoSpool, o.Spool)
-		}
-	}
-	keys, err := listManifests(ctx, o.Bucket, o.Prefix)
+	rep := &VerifyReport{Tables: map[string]map[string]int64{}, Problems: []string{}}
+	keys, err := layout.ListManifests(ctx, o.Bucket, o.Prefix)
 	if err != nil {
 		return nil, err
 	}
 	owner := map[string]string{} // object key -> manifest
-	manifests := map[string]*Manifest{}
+	manifests := map[string]*layout.Manifest{}
 	for _, k := range keys {
-		m, err := readManifest(ctx, o.Bucket, k)
+		m, err := layout.ReadManifest(ctx, o.Bucket, k)
 		if err != nil {
 			rep.problem("manifest %s cannot be read: %v", k, err)
 			continue
@@ -98,8 +93,8 @@ func Verify(ctx context.Context, o VerifyOptions) (*VerifyReport, error) {
 	}
 	// Every Parquet object must belong to a manifest: anything else would be
 	// read twice by a warehouse that globs the folders.
-	for _, dir := range []string{eventsDir, objectsDir} {
-		it := o.Bucket.List(&blob.ListOptions{Prefix: joinKey(o.Prefix, dir) + "/"})
+	for _, dir := range []string{layout.EventsDir, layout.ObjectsDir} {
+		it := o.Bucket.List(&blob.ListOptions{Prefix: layout.Join(o.Prefix, dir) + "/"})
 		for {
 			obj, err := it.Next(ctx)
 			if errors.Is(err, io.EOF) {
@@ -113,7 +108,7 @@ func Verify(ctx context.Context, o VerifyOptions) (*VerifyReport, error) {
 			}
 		}
 	}
-	if o.Spool != "" {
+	if o.Spool.Root != "" {
 		if err := verifySpool(o, manifests, rep); err != nil {
 			return nil, err
 		}
@@ -124,7 +119,7 @@ func Verify(ctx context.Context, o VerifyOptions) (*VerifyReport, error) {
 
 // checkObject compares an object with its manifest entry and returns the
 // row count in its footer.
-func checkObject(ctx context.Context, b *blob.Bucket, f File) (int64, error) {
+func checkObject(ctx context.Context, b *bucket.Bucket, f layout.File) (int64, error) {
 	attrs, err := b.Attributes(ctx, f.Key)
 	if gcerrors.Code(err) == gcerrors.NotFound {
 		return 0, errors.New("missing from the bucket")
@@ -143,7 +138,7 @@ func checkObject(ctx context.Context, b *blob.Bucket, f File) (int64, error) {
 		}
 		h := md5.New()
 		_, err = io.Copy(h, r)
-		r.Close()
+		_ = r.Close()
 		if err != nil {
 			return 0, err
 		}
@@ -165,7 +160,7 @@ func checkObject(ctx context.Context, b *blob.Bucket, f File) (int64, error) {
 
 type blobReaderAt struct {
 	ctx context.Context
-	b   *blob.Bucket
+	b   *bucket.Bucket
 	key string
 }
 
@@ -178,20 +173,20 @@ func (r *blobReaderAt) ReadAt(p []byte, off int64) (int, error) {
 	return io.ReadFull(rr, p)
 }
 
-func verifySpool(o VerifyOptions, manifests map[string]*Manifest, rep *VerifyReport) error {
-	l := spool.Layout{Root: o.Spool}
-	node, err := spool.NodeID(l, o.Node)
+func verifySpool(o VerifyOptions, manifests map[string]*layout.Manifest, rep *VerifyReport) error {
+	l := o.Spool
+	node, err := l.Node(o.Node)
 	if err != nil {
 		return err
 	}
-	plans, err := (journal{dir: filepath.Join(l.State(), "flush")}).pending()
+	plans, err := (journal{dir: l.FlushJournal()}).pending()
 	if err != nil {
 		return err
 	}
 	for _, p := range plans {
 		rep.problem("plan %s is unfinished: run sgload flush to finish it", p.ID)
 	}
-	committed := map[string]ManifestSegment{} // segment path -> stats
+	committed := map[string]layout.ManifestSegment{} // segment path -> stats
 	for k, m := range manifests {
 		if m.Node != node {
 			continue
@@ -203,13 +198,13 @@ func verifySpool(o VerifyOptions, manifests map[string]*Manifest, rep *VerifyRep
 			committed[s.Path] = s
 		}
 	}
-	return spool.WalkDone(l, func(p, rel string, _ os.DirEntry) error {
+	return l.WalkDone(func(p, rel string, _ os.DirEntry) error {
 		s, ok := committed[rel]
 		if !ok {
 			rep.problem("done/%s is in no manifest of node %s", rel, node)
 			return nil
 		}
-		records, events, err := countSegment(p)
+		records, events, err := spool.Count(p)
 		if err != nil {
 			rep.problem("done/%s: %v", rel, err)
 			return nil
@@ -220,26 +215,4 @@ func verifySpool(o VerifyOptions, manifests map[string]*Manifest, rep *VerifyRep
 		}
 		return nil
 	})
-}
-
-func countSegment(path string) (records, events int64, err error) {
-	r, err := spool.OpenReader(path)
-	if err != nil {
-		return 0, 0, err
-	}
-	defer r.Close()
-	for {
-		rec, err := r.Next()
-		if err == io.EOF {
-			return records, events, nil
-		}
-		if errors.Is(err, spool.ErrCorrupt) {
-			continue
-		}
-		if err != nil {
-			return records, events, err
-		}
-		records++
-		events += int64(rec.Events)
-	}
 }

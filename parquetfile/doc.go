@@ -3,8 +3,8 @@
 // three-level lists, every column of the table present with its declared
 // type (all-null ones too), zstd pages with statistics.
 //
-// It has two implementations of the same Writer contract: parquet-go
-// (NewWriter, what sgload uses) and Apache Arrow (NewArrowWriter). Both are
-// kept so that the choice stays measured: BenchmarkWriters compares them on
-// the same batches, and BENCHMARKS.md records the result.
+// It writes with parquet-go (NewWriter). An Apache Arrow writer of the same
+// contract lives in the tests (arrow_test.go, NewArrowWriter), out of the
+// binary, so that the choice stays measured: BenchmarkWriters compares the
+// two on the same batches, and BENCHMARKS.md records the result.
 package parquetfile

@@ -35,6 +35,7 @@ import (
 type Key [16]byte
 
 // IDKey is the key of an event of type table whose sg_event_id is id.
+// (xxh3's Write never fails.)
 func IDKey(table string, id []byte) Key {
 	h := xxh3.New()
 	h.WriteString("sg_event_id\x00")
@@ -89,22 +90,32 @@ func (k *KeyReader) Parse(raw []byte) (*fastjson.Value, EventKey, error) {
 	if err != nil {
 		return nil, EventKey{}, ErrNoEvent
 	}
-	var ev, id *fastjson.Value
-	obj.Visit(func(key []byte, v *fastjson.Value) {
-		switch string(key) {
-		case "event":
-			if ev == nil {
-				ev = v
-			}
-		case "sg_event_id":
-			if id == nil {
-				id = v
-			}
-		}
-	})
-	out := EventKey{Table: eventTable(ev, &k.c.buf, nil)}
-	out.ID, out.Key = k.c.key(out.Table, id, v)
+	var m ruleMembers
+	obj.Visit(m.see)
+	out := EventKey{Table: eventTable(m.event, &k.c.buf, nil)}
+	out.ID, out.Key = k.c.key(out.Table, m.id, v)
 	return v, out, nil
+}
+
+// ruleMembers are the members the rule and the partitioning read: the
+// first of each name.
+type ruleMembers struct{ event, id, timestamp *fastjson.Value }
+
+func (m *ruleMembers) see(key []byte, v *fastjson.Value) {
+	var p **fastjson.Value
+	switch string(key) {
+	case "event":
+		p = &m.event
+	case "sg_event_id":
+		p = &m.id
+	case "timestamp":
+		p = &m.timestamp
+	default:
+		return
+	}
+	if *p == nil {
+		*p = v
+	}
 }
 
 // eventTable is the table of an event whose "event" member is v (nil when

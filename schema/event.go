@@ -197,31 +197,18 @@ func (m *EventMapper) Parse(raw []byte) (*Event, error) {
 	m.fields = m.fields[:0]
 	// A member that appears twice counts the first time, here as in the
 	// columns (Batch keeps the first value) and in DuckDB's JSON functions.
-	var event, id, ts *fastjson.Value
+	var rm ruleMembers
 	obj.Visit(func(key []byte, v *fastjson.Value) {
 		m.fields = append(m.fields, field{key: key, f: eventFieldTable.lookup(key), v: v})
-		switch string(key) {
-		case "event":
-			if event == nil {
-				event = v
-			}
-		case "sg_event_id":
-			if id == nil {
-				id = v
-			}
-		case "timestamp":
-			if ts == nil {
-				ts = v
-			}
-		}
+		rm.see(key, v)
 	})
-	e.Table = eventTable(event, &m.scratch, m.tables)
-	if ts != nil {
-		if us, ok := toMicros(ts); ok {
+	e.Table = eventTable(rm.event, &m.scratch, m.tables)
+	if rm.timestamp != nil {
+		if us, ok := toMicros(rm.timestamp); ok {
 			e.Time = us
 		}
 	}
-	e.ID, e.Key = m.canon.key(e.Table, id, v)
+	e.ID, e.Key = m.canon.key(e.Table, rm.id, v)
 	return e, nil
 }
 

@@ -3,7 +3,7 @@ package schema
 import (
 	"testing"
 
-	"github.com/sgload/sgload/internal/spooltest"
+	"github.com/sgload/sgload/spool/spooltest"
 )
 
 func sampleEvents(tb testing.TB) [][]byte {

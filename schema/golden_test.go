@@ -11,7 +11,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/sgload/sgload/internal/spooltest"
+	"github.com/sgload/sgload/spool/spooltest"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files under testdata/")

@@ -9,7 +9,24 @@ STATICCHECK_VERSION=v0.8.2
 
 step() { printf '\n== %s\n' "$*" >&2; }
 
+# repo_clean fails when a tracked file is an executable binary (a compiled
+# test, a build) or is larger than 1 MB outside testdata/.
+repo_clean() {
+  step "tracked files: no binaries, nothing over 1 MB outside testdata/"
+  local bad=() f size
+  while IFS= read -r -d '' f; do
+    [ -f "$f" ] || continue
+    size=$(stat -c %s "$f")
+    if [[ $f != testdata/* && $size -gt 1000000 ]]; then bad+=("$f ($size bytes)"); fi
+    case $(head -c 4 "$f" | od -An -tx1 | tr -d ' \n') in
+      7f454c46|cffaedfe|cefaedfe|4d5a*) bad+=("$f (an executable binary)") ;;
+    esac
+  done < <(git ls-files -z 2>/dev/null)
+  if [ ${#bad[@]} -gt 0 ]; then printf 'not for the repository: %s\n' "${bad[@]}" >&2; return 1; fi
+}
+
 lint() {
+  repo_clean
   step "gofmt"
   local unformatted
   unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './var/*'))

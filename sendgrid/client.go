@@ -293,7 +293,7 @@ func (c *Client) Download(ctx context.Context, rawURL string) (io.ReadCloser, er
 			return resp.Body, nil
 		}
 		if err == nil {
-			resp.Body.Close()
+			_ = resp.Body.Close()
 			err = fmt.Errorf("download export: HTTP %d", resp.StatusCode)
 			if resp.StatusCode < 500 && resp.StatusCode != 429 {
 				return nil, err

@@ -30,7 +30,7 @@ type Position struct {
 // them. Forward and the raw tee each have one; flush keeps committed
 // segments in done/ until every follower has passed them.
 type Follower struct {
-	l         Layout
+	d         Dir
 	name      string
 	pos       Position
 	start     Position // where the record last returned by Next starts
@@ -47,12 +47,9 @@ type followed struct {
 	r     *Reader
 }
 
-// CursorsDir holds the followers' cursors.
-const CursorsDir = "cursors"
-
 // OpenFollower opens (creating) the follower called name.
-func OpenFollower(l Layout, name string) (*Follower, error) {
-	f := &Follower{l: l, name: name}
+func OpenFollower(d Dir, name string) (*Follower, error) {
+	f := &Follower{d: d, name: name}
 	if err := durable.MkdirAll(filepath.Dir(f.cursorPath()), 0o755); err != nil {
 		return nil, err
 	}
@@ -81,7 +78,7 @@ func readCursor(path string) (p Position, ok bool, err error) {
 }
 
 func (f *Follower) cursorPath() string {
-	return filepath.Join(f.l.State(), CursorsDir, f.name+".json")
+	return filepath.Join(f.d.Cursors(), f.name+".json")
 }
 
 // Position is the cursor: where the next record starts.
@@ -142,7 +139,7 @@ func (f *Follower) segments() ([]located, error) {
 	for _, src := range []struct {
 		dir, suffix string
 		sealed      bool
-	}{{f.l.Events(), SealedSuffix, true}, {f.l.Events(), OpenSuffix, false}, {filepath.Join(f.l.Done(), EventsDir), SealedSuffix, true}} {
+	}{{f.d.Events(), SealedSuffix, true}, {f.d.Events(), OpenSuffix, false}, {filepath.Join(f.d.Done(), EventsDir), SealedSuffix, true}} {
 		segs, err := ListSegments(src.dir, src.suffix)
 		if err != nil {
 			return nil, err
@@ -191,7 +188,7 @@ func (f *Follower) Next() (*Record, Position, error) {
 			}
 			f.pos.Event = 0
 			if err := r.SeekRecord(f.pos.Offset); err != nil {
-				r.Close()
+				_ = r.Close()
 				return nil, f.pos, err
 			}
 			f.seg = &followed{first: next.first, path: next.path, r: r}
@@ -214,7 +211,7 @@ func (f *Follower) Next() (*Record, Position, error) {
 		// The end of what is written (a torn last line is a write not yet
 		// finished, or cut short by a crash: read again from its start).
 		path := f.seg.path
-		f.seg.r.Close()
+		_ = f.seg.r.Close()
 		f.seg = nil
 		if strings.HasSuffix(path, OpenSuffix) {
 			if testHookAtEnd != nil {
@@ -239,7 +236,7 @@ var testHookAtEnd func()
 // written: sealed in events/ or done/, or gone.
 func (f *Follower) sealed(path string) bool {
 	base := strings.TrimSuffix(filepath.Base(path), OpenSuffix) + SealedSuffix
-	for _, p := range []string{filepath.Join(f.l.Events(), base), filepath.Join(f.l.Done(), EventsDir, base)} {
+	for _, p := range []string{filepath.Join(f.d.Events(), base), filepath.Join(f.d.Done(), EventsDir, base)} {
 		if _, err := os.Stat(p); err == nil {
 			return true
 		}
@@ -272,8 +269,8 @@ func (f *Follower) Lag() (int64, error) {
 // false when there are no followers. Flush keeps committed segments from
 // there on. A cursor that cannot be read is an error: guessing could let
 // flush delete what a follower still needs.
-func OldestCursor(l Layout) (int64, bool, error) {
-	dir := filepath.Join(l.State(), CursorsDir)
+func OldestCursor(d Dir) (int64, bool, error) {
+	dir := d.Cursors()
 	entries, err := os.ReadDir(dir)
 	if errors.Is(err, os.ErrNotExist) {
 		return 0, false, nil

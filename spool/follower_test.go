@@ -25,7 +25,7 @@ func follow(t *testing.T, f *Follower) []int64 {
 	}
 }
 
-func appendN(t *testing.T, s *Spool, n int) []int64 {
+func appendN(t *testing.T, s *Writer, n int) []int64 {
 	t.Helper()
 	var seqs []int64
 	for range n {
@@ -57,7 +57,7 @@ func TestFollowerReadsRecordsWrittenJustBeforeTheSeal(t *testing.T) {
 	root := t.TempDir()
 	s := openTest(t, root, Options{})
 	want := appendN(t, s, 3)
-	f, err := OpenFollower(Layout{Root: root}, "t")
+	f, err := OpenFollower(Dir{Root: root}, "t")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,7 +81,7 @@ func TestFollowerReadsRecordsWrittenJustBeforeTheSeal(t *testing.T) {
 // from the stored cursor.
 func TestFollowerAcrossSealsDoneAndRestart(t *testing.T) {
 	root := t.TempDir()
-	l := Layout{Root: root}
+	l := Dir{Root: root}
 	s := openTest(t, root, Options{SegmentBytes: 1})
 	want := appendN(t, s, 2) // one sealed segment each
 	s.Close()

@@ -10,35 +10,47 @@ import (
 	"syscall"
 )
 
-// ErrLocked means another process holds the lock.
-var ErrLocked = errors.New("locked by another process")
+// The named locks: each command that must run alone on a spool takes its
+// own, so serve, flush, sync and forward run side by side but never two of
+// one kind.
+const (
+	LockServe   = "serve"
+	LockFlush   = "flush"
+	LockSync    = "sync"
+	LockForward = "forward"
+)
 
-// Lock is an exclusive advisory lock on a file under state/. The kernel
-// drops it when the process dies, so a crash never leaves a stale lock.
+// Lock is an exclusive advisory lock on state/<name>.lock. The kernel drops
+// it when the process dies, so a crash never leaves a stale lock.
 type Lock struct{ f *os.File }
 
-// TryLock takes the named lock or returns ErrLocked (with the holder's pid
-// when known) at once.
-func TryLock(l Layout, name string) (*Lock, error) {
-	p := filepath.Join(l.State(), name+".lock")
+// Lock takes the named lock, or fails at once with an error wrapping
+// ErrBusy that names the holder's pid when it is known.
+func (d Dir) Lock(name string) (*Lock, error) {
+	p := filepath.Join(d.State(), name+".lock")
 	// A spool made by hand (segments copied into events/) has no state/ yet.
-	if err := os.Mkdir(l.State(), 0o755); err != nil && !errors.Is(err, os.ErrExist) {
-		return nil, fmt.Errorf("lock: %w", err)
+	if err := os.Mkdir(d.State(), 0o755); err != nil && !errors.Is(err, os.ErrExist) {
+		return nil, fmt.Errorf("lock %s: %w", p, err)
 	}
 	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
-		return nil, fmt.Errorf("lock: %w", err)
+		return nil, fmt.Errorf("lock %s: %w", p, err)
 	}
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		pid, _ := os.ReadFile(p)
-		f.Close()
+		holder, _ := os.ReadFile(p)
+		_ = f.Close()
 		if errors.Is(err, syscall.EWOULDBLOCK) {
-			return nil, fmt.Errorf("lock %s (held by pid %s): %w", p, strings.TrimSpace(string(pid)), ErrLocked)
+			by := "another process"
+			if pid := strings.TrimSpace(string(holder)); pid != "" {
+				by = "pid " + pid
+			}
+			return nil, fmt.Errorf("%w: %s holds %s", ErrBusy, by, p)
 		}
 		return nil, fmt.Errorf("lock %s: %w", p, err)
 	}
-	f.Truncate(0)
-	f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+	// The pid is for the message above only; the flock is the lock.
+	_ = f.Truncate(0)
+	_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
 	return &Lock{f: f}, nil
 }
 

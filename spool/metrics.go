@@ -14,7 +14,7 @@ type metrics struct {
 	quarantined prometheus.Counter
 }
 
-func newMetrics(reg prometheus.Registerer, s *Spool) *metrics {
+func newMetrics(reg prometheus.Registerer, s *Writer) *metrics {
 	m := &metrics{
 		fsync: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "sgload_spool_fsync_seconds",
@@ -48,7 +48,7 @@ func newMetrics(reg prometheus.Registerer, s *Spool) *metrics {
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "sgload_spool_sealed_backlog_bytes",
 			Help: "Bytes in sealed event segments not yet flushed to the bucket.",
-		}, func() float64 { return float64(s.Backlog().Bytes) }),
+		}, func() float64 { _, n, _ := s.dir.Backlog(); return float64(n) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "sgload_spool_quarantine_files",
 			Help: "Files in the quarantine folder.",

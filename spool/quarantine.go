@@ -31,23 +31,23 @@ type Quarantined struct {
 // Quarantine stores q durably under a name derived from the body's hash, so a
 // sender retrying the same bad body for 24 hours fills one file, not
 // thousands. It returns the file name.
-func (s *Spool) Quarantine(q Quarantined) (string, error) {
+func (s *Writer) Quarantine(q Quarantined) (string, error) {
 	q.Node = s.node
-	name, created, err := WriteQuarantine(s.layout, "body", q)
+	name, created, err := WriteQuarantine(s.dir, "body", q)
 	if created {
 		s.m.quarantined.Inc()
 	}
 	return name, err
 }
 
-// WriteQuarantine stores q in l's quarantine folder as <kind>-<hash>.json,
+// WriteQuarantine stores q in d's quarantine folder as <kind>-<hash>.json,
 // unless a file for the same bytes is there already. It reports whether it
 // wrote a new file.
-func WriteQuarantine(l Layout, kind string, q Quarantined) (name string, created bool, err error) {
+func WriteQuarantine(d Dir, kind string, q Quarantined) (name string, created bool, err error) {
 	sum := sha256.Sum256(q.Body)
 	q.SHA256 = hex.EncodeToString(sum[:])
 	name = kind + "-" + q.SHA256[:32] + ".json"
-	p := filepath.Join(l.Quarantine(), name)
+	p := filepath.Join(d.Quarantine(), name)
 	if _, err := os.Stat(p); err == nil {
 		return name, false, nil
 	} else if !errors.Is(err, os.ErrNotExist) {

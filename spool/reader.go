@@ -104,3 +104,27 @@ func (r *Reader) SeekRecord(off int64) error {
 	r.off = off
 	return nil
 }
+
+// Count reads the segment at path and returns how many intact records and
+// events it holds; damaged lines are skipped, as every reader skips them.
+func Count(path string) (records, events int64, err error) {
+	r, err := OpenReader(path)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer r.Close()
+	for {
+		rec, err := r.Next()
+		if err == io.EOF {
+			return records, events, nil
+		}
+		if errors.Is(err, ErrCorrupt) {
+			continue
+		}
+		if err != nil {
+			return records, events, err
+		}
+		records++
+		events += int64(rec.Events)
+	}
+}

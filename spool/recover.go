@@ -12,53 +12,52 @@ import (
 )
 
 // recoverOpen seals every .open segment left by a process that did not shut
-// down cleanly, and returns the highest sequence found in them; hwm is the
-// stored high-water mark, raised to that sequence when it is behind.
+// down cleanly, and raises the sequencer (and its stored high-water mark)
+// above the highest sequence found in them.
 //
 // Only the tail after the last intact record is cut: a crash can tear the
 // final write, which was never acknowledged (its fsync had not returned). The
 // cut bytes are kept in quarantine/ anyway, for forensics. Damaged lines with
 // intact records after them stay in place; readers report and skip them.
-func (s *Spool) recoverOpen(hwm int64) (int64, error) {
-	opens, err := ListSegments(s.layout.Events(), OpenSuffix)
+func (s *Writer) recoverOpen() error {
+	opens, err := ListSegments(s.dir.Events(), OpenSuffix)
 	if err != nil {
-		return 0, err
+		return err
 	}
 	var last int64
 	for _, seg := range opens {
 		end, seq, n, err := scanIntact(seg.Path)
 		if err != nil {
-			return 0, fmt.Errorf("recover %s: %w", seg.Path, err)
+			return fmt.Errorf("recover %s: %w", seg.Path, err)
 		}
 		last = max(last, seq)
 		if end < seg.Size {
 			if err := s.cutTail(seg, end); err != nil {
-				return 0, err
+				return err
 			}
 		}
 		if n == 0 {
 			if err := os.Remove(seg.Path); err != nil {
-				return 0, fmt.Errorf("remove empty %s: %w", seg.Path, err)
+				return fmt.Errorf("remove empty %s: %w", seg.Path, err)
 			}
-			if err := durable.SyncDir(s.layout.Events()); err != nil {
-				return 0, err
+			if err := durable.SyncDir(s.dir.Events()); err != nil {
+				return err
 			}
 			s.log.Info("removed empty segment left open", "segment", seg.Name())
 			continue
 		}
 		sealed := strings.TrimSuffix(seg.Path, OpenSuffix) + SealedSuffix
 		if err := durable.Rename(seg.Path, sealed); err != nil {
-			return 0, fmt.Errorf("seal recovered %s: %w", seg.Path, err)
+			return fmt.Errorf("seal recovered %s: %w", seg.Path, err)
 		}
 		s.log.Warn("recovered segment left open by an unclean stop",
 			"segment", filepath.Base(sealed), "records", n, "bytes", end, "cut_bytes", seg.Size-end)
 	}
-	if last > hwm {
-		if err := writeHighWater(s.layout, last); err != nil {
-			return 0, err
-		}
+	if last > s.seq.Last() {
+		s.seq.Above(last)
+		return s.seq.Save()
 	}
-	return last, nil
+	return nil
 }
 
 // scanIntact reads a segment and returns the end offset of its last intact
@@ -85,7 +84,7 @@ func scanIntact(path string) (end, lastSeq int64, n int, err error) {
 	}
 }
 
-func (s *Spool) cutTail(seg Segment, end int64) error {
+func (s *Writer) cutTail(seg Segment, end int64) error {
 	f, err := os.OpenFile(seg.Path, os.O_RDWR, 0)
 	if err != nil {
 		return fmt.Errorf("open %s: %w", seg.Path, err)
@@ -96,7 +95,7 @@ func (s *Spool) cutTail(seg Segment, end int64) error {
 		return fmt.Errorf("read torn tail of %s: %w", seg.Path, err)
 	}
 	qname := fmt.Sprintf("torn-%s-%d.bin", seg.Name(), end)
-	if err := durable.WriteFile(filepath.Join(s.layout.Quarantine(), qname), tail, 0o600); err != nil {
+	if err := durable.WriteFile(filepath.Join(s.dir.Quarantine(), qname), tail, 0o600); err != nil {
 		return err
 	}
 	if err := f.Truncate(end); err != nil {

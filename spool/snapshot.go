@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/sgload/sgload/internal/durable"
@@ -36,8 +35,8 @@ type SnapshotWriter struct {
 
 // NewSnapshotWriter starts the segment for collection, named after its
 // first sequence.
-func NewSnapshotWriter(l Layout, collection, node string, firstSeq int64) (*SnapshotWriter, error) {
-	dir := l.Objects(collection)
+func NewSnapshotWriter(d Dir, collection, node string, firstSeq int64) (*SnapshotWriter, error) {
+	dir := d.Objects(collection)
 	if err := durable.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
@@ -74,7 +73,7 @@ func (w *SnapshotWriter) Commit() error {
 		return fmt.Errorf("fsync snapshot: %w", err)
 	}
 	if err := w.f.Close(); err != nil {
-		os.Remove(w.tmp)
+		_ = os.Remove(w.tmp)
 		return err
 	}
 	return durable.Rename(w.tmp, w.final)
@@ -82,39 +81,6 @@ func (w *SnapshotWriter) Commit() error {
 
 // Abort drops the unfinished segment.
 func (w *SnapshotWriter) Abort() {
-	w.f.Close()
-	os.Remove(w.tmp)
-}
-
-// ObjectCollection returns the collection of a segment path under the spool
-// root (objects/<collection>/...), or "" for event segments.
-func ObjectCollection(rel string) string {
-	parts := strings.Split(filepath.ToSlash(rel), "/")
-	if len(parts) >= 3 && parts[0] == ObjectsDir {
-		return parts[1]
-	}
-	return ""
-}
-
-// ListObjectSegments returns the sealed segments of every collection.
-func ListObjectSegments(l Layout) ([]Segment, error) {
-	dirs, err := os.ReadDir(filepath.Join(l.Root, ObjectsDir))
-	if err != nil {
-		if os.IsNotExist(err) {
-			return nil, nil
-		}
-		return nil, err
-	}
-	var out []Segment
-	for _, d := range dirs {
-		if !d.IsDir() {
-			continue
-		}
-		segs, err := ListSegments(l.Objects(d.Name()), SealedSuffix)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, segs...)
-	}
-	return out, nil
+	_ = w.f.Close()
+	_ = os.Remove(w.tmp)
 }

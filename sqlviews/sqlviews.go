@@ -325,13 +325,13 @@ QUALIFY ROW_NUMBER() OVER (PARTITION BY event_type, dt, %s ORDER BY _sequence, _
 			d.table(g, t), d.starExcept("event_type"), ev, t)})
 	}
 	var cases []string
-	keys := make([]string, 0, len(schema.SegmentEvents))
-	for k := range schema.SegmentEvents {
+	keys := make([]string, 0, len(schema.SpecEvents))
+	for k := range schema.SpecEvents {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
 	for _, k := range keys {
-		cases = append(cases, fmt.Sprintf("    WHEN '%s' THEN '%s'", k, schema.SegmentEvents[k]))
+		cases = append(cases, fmt.Sprintf("    WHEN '%s' THEN '%s'", k, schema.SpecEvents[k]))
 	}
 	cols := make([]string, len(schema.ActivityColumns))
 	for i, c := range schema.ActivityColumns {

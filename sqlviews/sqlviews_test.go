@@ -18,11 +18,13 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/sgload/sgload/internal/duckcheck"
-	"github.com/sgload/sgload/internal/spooltest"
 	"github.com/sgload/sgload/internal/testbucket"
+	"github.com/sgload/sgload/layout"
 	"github.com/sgload/sgload/loader"
+	"github.com/sgload/sgload/objectsync"
 	"github.com/sgload/sgload/sendgrid"
-	"github.com/sgload/sgload/snapshot"
+	"github.com/sgload/sgload/spool"
+	"github.com/sgload/sgload/spool/spooltest"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files under testdata/")
@@ -169,7 +171,7 @@ func TestDuckDBViewsOverARealFlush(t *testing.T) {
 	for node, evs := range map[string][][]byte{"node-a": nodeA, "node-b": nodeB} {
 		root := t.TempDir()
 		spooltest.Fill(t, root, evs, spooltest.Options{Node: node})
-		if _, err := loader.Flush(context.Background(), loader.Options{Spool: root, Bucket: b.Bucket, Prefix: "sg", AfterWrite: b.AfterWrite}); err != nil {
+		if _, err := loader.Flush(context.Background(), loader.Options{Spool: spool.Dir{Root: root}, Bucket: b.Bucket, Prefix: "sg"}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -186,11 +188,11 @@ func TestDuckDBViewsOverARealFlush(t *testing.T) {
 		wantByType[or.Table(t, l)]++
 	}
 
-	types, err := loader.EventTypes(context.Background(), b.Bucket, "sg")
+	types, err := layout.EventTypes(context.Background(), b.Bucket, "sg")
 	if err != nil {
 		t.Fatal(err)
 	}
-	colls, err := loader.ObjectCollections(context.Background(), b.Bucket, "sg")
+	colls, err := layout.ObjectCollections(context.Background(), b.Bucket, "sg")
 	if err != nil || len(colls) != 0 {
 		t.Fatalf("collections %v, %v", colls, err)
 	}
@@ -294,18 +296,18 @@ func TestLatestStateAndDeletions(t *testing.T) {
 	root := t.TempDir()
 	syncAndFlush := func(wantFailed int) {
 		t.Helper()
-		sum, err := snapshot.Run(context.Background(), snapshot.Options{Spool: root, Node: "n1", Client: api,
+		sum, err := objectsync.Run(context.Background(), objectsync.Options{Spool: spool.Dir{Root: root}, Node: "n1", Client: api,
 			Collections: []string{"lists", "bounces"}})
 		if err != nil || len(sum.Failed) != wantFailed {
 			t.Fatalf("sync: %v, failed %v", err, sum)
 		}
-		if _, err := loader.Flush(context.Background(), loader.Options{Spool: root, Bucket: b.Bucket, AfterWrite: b.AfterWrite}); err != nil {
+		if _, err := loader.Flush(context.Background(), loader.Options{Spool: spool.Dir{Root: root}, Bucket: b.Bucket}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	latest := func() (ids []int64, history int64) {
 		t.Helper()
-		colls, err := loader.ObjectCollections(context.Background(), b.Bucket, "")
+		colls, err := layout.ObjectCollections(context.Background(), b.Bucket, "")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -404,11 +406,11 @@ func TestLoaderAndViewsAgree(t *testing.T) {
 			spooltest.Fill(t, single, p, spooltest.Options{Node: "single", PerPost: len(p)})
 			all = append(all, p...)
 		}
-		if _, err := loader.Flush(context.Background(), loader.Options{Spool: root, Bucket: b.Bucket, Prefix: "two", AfterWrite: b.AfterWrite}); err != nil {
+		if _, err := loader.Flush(context.Background(), loader.Options{Spool: spool.Dir{Root: root}, Bucket: b.Bucket, Prefix: "two"}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if _, err := loader.Flush(context.Background(), loader.Options{Spool: single, Bucket: b.Bucket, Prefix: "one", AfterWrite: b.AfterWrite}); err != nil {
+	if _, err := loader.Flush(context.Background(), loader.Options{Spool: spool.Dir{Root: single}, Bucket: b.Bucket, Prefix: "one"}); err != nil {
 		t.Fatal(err)
 	}
 	var or spooltest.Oracle
@@ -425,7 +427,7 @@ func TestLoaderAndViewsAgree(t *testing.T) {
 		}
 		return got
 	}
-	types, err := loader.EventTypes(context.Background(), b.Bucket, "two")
+	types, err := layout.EventTypes(context.Background(), b.Bucket, "two")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -48,14 +48,14 @@ type metrics struct {
 // New makes a tee for target over the spool. A tee that has never run
 // starts after the last record now in the spool: it forwards new POSTs.
 // Call New before serve accepts requests.
-func New(l spool.Layout, target string, log *slog.Logger, reg prometheus.Registerer) (*Tee, error) {
+func New(d spool.Dir, target string, log *slog.Logger, reg prometheus.Registerer) (*Tee, error) {
 	u, err := url.Parse(target)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("tee URL %q: want http(s)://host/path", target)
 	}
 	sum := sha256.Sum256([]byte(target))
 	name := "tee-" + hex.EncodeToString(sum[:6])
-	f, err := spool.OpenFollower(l, name)
+	f, err := spool.OpenFollower(d, name)
 	if err != nil {
 		return nil, err
 	}
@@ -164,8 +164,8 @@ func (t *Tee) post(ctx context.Context, rec *spool.Record) error {
 	if err != nil {
 		return err
 	}
-	io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
-	resp.Body.Close()
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
+	_ = resp.Body.Close()
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		return fmt.Errorf("%s answered %s", t.display, resp.Status)
 	}

@@ -1,4 +1,4 @@
-package tee
+package tee_test
 
 import (
 	"bytes"
@@ -23,8 +23,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sendgrid/sendgrid-go/helpers/eventwebhook"
 
-	"github.com/sgload/sgload/internal/spooltest"
 	"github.com/sgload/sgload/spool"
+	"github.com/sgload/sgload/spool/spooltest"
+	"github.com/sgload/sgload/tee"
 	"github.com/sgload/sgload/webhook"
 )
 
@@ -116,11 +117,11 @@ func (d *downstream) received() [][]byte {
 func ingest(t *testing.T, s *signer, root, url string) (srv *httptest.Server, stop func()) {
 	t.Helper()
 	reg := prometheus.NewRegistry()
-	sp, err := spool.Open(root, spool.Options{Node: "tee", MinFreeBytes: -1, SegmentBytes: 4 << 10, Registerer: reg})
+	sp, err := spool.OpenWriter(root, spool.Options{Node: "tee", MinFreeBytes: -1, SegmentBytes: 4 << 10, Registerer: reg})
 	if err != nil {
 		t.Fatal(err)
 	}
-	tt, err := New(sp.Layout(), url, nil, reg)
+	tt, err := tee.New(sp.Dir(), url, nil, reg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,7 +130,7 @@ func ingest(t *testing.T, s *signer, root, url string) (srv *httptest.Server, st
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := webhook.New(webhook.Config{Spool: sp, Signature: sig, Registry: reg, Accepted: func(spool.Ack) { tt.Notify() }})
+	h, err := webhook.NewHandler(webhook.Config{Spool: sp, Signature: sig, Registry: reg, Accepted: func(spool.Ack) { tt.Notify() }})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,7 +1,9 @@
 // Package webhook is the HTTP side of sgload serve: it authenticates SendGrid
 // Event Webhook POSTs (signed webhook, OAuth 2.0 bearer tokens, secret URL
 // tokens, in any combination), checks the body, and answers 2xx only once
-// the spool has made the POST durable.
+// the spool has made the POST durable (Handler). Server is serve as a
+// whole: the spool's Writer, the Handler on an HTTP server, the raw tees
+// and any background jobs, opened and closed together.
 //
 // Status codes are chosen for SendGrid's retry behaviour: it retries any
 // non-2xx for 24 hours, so every refusal that a later retry can cure (disk

@@ -56,7 +56,7 @@ func (o *OAuth) Issue() (string, time.Time) {
 	exp := o.Now().Add(o.TTL).Truncate(time.Second)
 	var payload [20]byte
 	binary.BigEndian.PutUint64(payload[:8], uint64(exp.Unix()))
-	rand.Read(payload[8:])
+	_, _ = rand.Read(payload[8:])
 	p := base64.RawURLEncoding.EncodeToString(payload[:])
 	return tokenPrefix + p + "." + base64.RawURLEncoding.EncodeToString(o.mac(p)), exp
 }
@@ -139,7 +139,7 @@ func (o *OAuth) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	tok, exp := o.Issue()
 	w.Header().Set("Content-Type", "application/json")
-	json.NewEncoder(w).Encode(map[string]any{
+	_ = json.NewEncoder(w).Encode(map[string]any{
 		"access_token": tok,
 		"token_type":   "Bearer",
 		"expires_in":   int(time.Until(exp).Seconds()),
@@ -179,5 +179,5 @@ func tokenParams(r *http.Request) (url.Values, error) {
 func oauthError(w http.ResponseWriter, status int, code, desc string) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(map[string]string{"error": code, "error_description": desc})
+	_ = json.NewEncoder(w).Encode(map[string]string{"error": code, "error_description": desc})
 }

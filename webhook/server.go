@@ -1,317 +1,196 @@
 package webhook
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
+	"crypto/tls"
 	"errors"
-	"io"
+	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
-	"strconv"
-	"strings"
+	"net/http/pprof"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/sgload/sgload/spool"
+	"github.com/sgload/sgload/tee"
 )
 
-// Config is what a Server needs. At least one of Signature, OAuth and
-// URLTokens must be set unless InsecureNoAuth is; every one that is set must
-// pass for a POST to be accepted.
-type Config struct {
-	Spool          *spool.Spool
-	Signature      *Signature
-	OAuth          *OAuth
-	URLTokens      *URLTokens
-	InsecureNoAuth bool
-	// MaxBodyBytes refuses larger bodies with 413 (default 8 MiB; SendGrid
-	// sends at most about 768 KB).
-	MaxBodyBytes int64
-	// MaxInFlight answers 503 beyond this many webhook requests at once
-	// (default 512), which bounds memory to about MaxInFlight × body size.
-	MaxInFlight int
-	Logger      *slog.Logger
-	Registry    *prometheus.Registry
-	// Accepted, when set, is called after a POST is durable (the raw tee).
-	Accepted func(spool.Ack)
+// ServerOptions configure a Server: what sgload serve runs.
+type ServerOptions struct {
+	// Spool is the spool folder (created if missing) and its writer's
+	// options.
+	Spool        string
+	SpoolOptions spool.Options
+	// Handler is the webhook's configuration; Spool, Registry and Accepted
+	// are filled in by the Server.
+	Handler Config
+	// Addr is the listen address (":8080").
+	Addr string
+	// TLSCert and TLSKey, when set, serve HTTPS (TLS 1.2 or later).
+	TLSCert, TLSKey string
+	// Tees are URLs every accepted POST is delivered to (package tee).
+	Tees []string
+	// DebugAddr, when set, serves Go's pprof profiles there.
+	DebugAddr string
+	// ShutdownTimeout is how long Close waits for requests in flight (30 s).
+	ShutdownTimeout time.Duration
+	// Registry gets every metric; a new one when nil. Jobs that want their
+	// metrics on /metrics register on it.
+	Registry *prometheus.Registry
+	// Jobs run beside the server until Close (sgload run's periodic flush).
+	Jobs   []func(context.Context)
+	Logger *slog.Logger
 }
 
-// Server routes sgload serve's endpoints.
+// Server is sgload serve: the spool's writer, the webhook handler on an
+// HTTP server, the raw tees and any background jobs, opened together and
+// closed in the order that loses nothing.
 type Server struct {
-	cfg      Config
-	log      *slog.Logger
-	mux      *http.ServeMux
-	m        *metrics
-	inflight chan struct{}
-	bufs     sync.Pool
+	opts    ServerOptions
+	log     *slog.Logger
+	writer  *spool.Writer
+	http    *http.Server
+	ln      net.Listener
+	debug   *http.Server
+	errc    chan error
+	stopJob context.CancelFunc
+	jobs    sync.WaitGroup
 }
 
-// ErrNoAuth is returned by New when no method is configured and the insecure
-// mode was not asked for.
-var ErrNoAuth = errors.New("no authentication configured: set a signing key, OAuth client or URL token, or pass --insecure-no-auth")
+// Open opens the spool, starts listening, serving and the background work.
+// The caller must Close the Server.
+func Open(opts ServerOptions) (_ *Server, err error) {
+	if opts.ShutdownTimeout <= 0 {
+		opts.ShutdownTimeout = 30 * time.Second
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Registry == nil {
+		opts.Registry = prometheus.NewRegistry()
+	}
+	reg := opts.Registry
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	s := &Server{opts: opts, log: opts.Logger, errc: make(chan error, 1)}
 
-// New builds the handler.
-func New(cfg Config) (*Server, error) {
-	if cfg.Signature == nil && cfg.OAuth == nil && cfg.URLTokens == nil && !cfg.InsecureNoAuth {
-		return nil, ErrNoAuth
+	so := opts.SpoolOptions
+	so.Logger, so.Registerer = s.log.With("component", "spool"), reg
+	if s.writer, err = spool.OpenWriter(opts.Spool, so); err != nil {
+		return nil, err
 	}
-	if cfg.MaxBodyBytes <= 0 {
-		cfg.MaxBodyBytes = 8 << 20
+	defer func() {
+		if err != nil {
+			_ = s.writer.Close()
+		}
+	}()
+	var tees []*tee.Tee
+	for _, u := range opts.Tees {
+		t, err := tee.New(s.writer.Dir(), u, s.log.With("component", "tee"), reg)
+		if err != nil {
+			return nil, err
+		}
+		tees = append(tees, t)
 	}
-	if cfg.MaxInFlight <= 0 {
-		cfg.MaxInFlight = 512
+	cfg := opts.Handler
+	cfg.Spool, cfg.Registry = s.writer, reg
+	if len(tees) > 0 {
+		cfg.Accepted = func(spool.Ack) {
+			for _, t := range tees {
+				t.Notify()
+			}
+		}
 	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
+	h, err := NewHandler(cfg)
+	if err != nil {
+		return nil, err
 	}
-	if cfg.Registry == nil {
-		cfg.Registry = prometheus.NewRegistry()
+	s.http = &http.Server{
+		Addr:              opts.Addr,
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       2 * time.Minute,
+		WriteTimeout:      2 * time.Minute,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		TLSConfig:         &tls.Config{MinVersion: tls.VersionTLS12},
 	}
-	s := &Server{
-		cfg:      cfg,
-		log:      cfg.Logger,
-		mux:      http.NewServeMux(),
-		m:        newMetrics(cfg.Registry),
-		inflight: make(chan struct{}, cfg.MaxInFlight),
+	if s.ln, err = net.Listen("tcp", opts.Addr); err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", opts.Addr, err)
 	}
-	s.mux.HandleFunc("POST /webhook/sendgrid", s.webhook)
-	s.mux.HandleFunc("POST /webhook/sendgrid/{token}", s.webhook)
-	if cfg.OAuth != nil {
-		s.mux.Handle("POST /oauth/token", cfg.OAuth)
+	go func() {
+		if opts.TLSCert != "" {
+			s.errc <- s.http.ServeTLS(s.ln, opts.TLSCert, opts.TLSKey)
+		} else {
+			s.errc <- s.http.Serve(s.ln)
+		}
+	}()
+	if opts.DebugAddr != "" {
+		s.serveDebug(opts.DebugAddr)
 	}
-	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		io.WriteString(w, "ok\n")
-	})
-	s.mux.HandleFunc("GET /readyz", s.readyz)
-	s.mux.Handle("GET /metrics", promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{Registry: cfg.Registry}))
+	var ctx context.Context
+	ctx, s.stopJob = context.WithCancel(context.Background())
+	for _, t := range tees {
+		s.jobs.Add(1)
+		go func() { defer s.jobs.Done(); t.Run(ctx) }()
+	}
+	for _, job := range opts.Jobs {
+		s.jobs.Add(1)
+		go func() { defer s.jobs.Done(); job(ctx) }()
+	}
+	s.log.Info("serving",
+		"addr", s.ln.Addr().String(), "spool", s.writer.Dir().Root, "node", s.writer.Node(),
+		"auth", cfg.Methods(), "max_body_bytes", cfg.MaxBodyBytes, "tls", opts.TLSCert != "")
 	return s, nil
 }
 
-// ServeHTTP implements http.Handler.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	sw := &statusWriter{ResponseWriter: w}
-	s.mux.ServeHTTP(sw, r)
-	if strings.HasPrefix(r.URL.Path, "/webhook/") {
-		s.m.requests.WithLabelValues(strconv.Itoa(sw.status())).Inc()
-	}
-}
-
-// Header names kept with every record: enough to verify the signature again
-// and to forward the POST byte for byte. Never credentials.
-var keptHeaders = []string{SignatureHeader, TimestampHeader, "Content-Type", "User-Agent"}
-
-func (s *Server) webhook(w http.ResponseWriter, r *http.Request) {
-	start := time.Now()
-	defer func() { s.m.latency.Observe(time.Since(start).Seconds()) }()
-
-	select {
-	case s.inflight <- struct{}{}:
-		defer func() { <-s.inflight }()
-	default:
-		s.unavailable(w, "too many requests in flight", errors.New("overloaded"))
-		return
-	}
-
-	// Credentials that do not need the body are checked before reading it.
-	var methods []string
-	token := r.PathValue("token")
-	switch {
-	case token != "" && s.cfg.URLTokens == nil:
-		http.NotFound(w, r)
-		return
-	case s.cfg.URLTokens != nil:
-		if !s.cfg.URLTokens.Valid(token) {
-			s.refuse(w, r, "url_token", errors.New("missing or unknown URL token"))
-			return
+// serveDebug serves pprof on its own mux and address, never on the
+// webhook's listener.
+func (s *Server) serveDebug(addr string) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	s.debug = &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		s.log.Info("pprof listening", "addr", addr)
+		if err := s.debug.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error("pprof server", "err", err)
 		}
-		methods = append(methods, "url_token")
-	}
-	if s.cfg.OAuth != nil {
-		if err := s.cfg.OAuth.Check(r.Header.Get("Authorization")); err != nil {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="sgload", error="invalid_token"`)
-			s.refuse(w, r, "oauth", err)
-			return
-		}
-		methods = append(methods, "oauth")
-	}
-	// Refuse early, before reading the body, when it could not be stored.
-	if err := s.cfg.Spool.Accepting(); err != nil {
-		s.unavailable(w, "spool cannot take writes", err)
-		return
-	}
-
-	buf := s.getBuf()
-	defer s.putBuf(buf)
-	body, err := readBody(w, r, buf, s.cfg.MaxBodyBytes)
-	if err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			s.log.Warn("body over the limit refused; raise --max-body-bytes within 24 h and SendGrid's retries deliver it",
-				"limit", s.cfg.MaxBodyBytes, "content_length", r.ContentLength)
-			writeJSON(w, http.StatusRequestEntityTooLarge, map[string]any{
-				"error": "body is larger than " + strconv.FormatInt(s.cfg.MaxBodyBytes, 10) + " bytes"})
-			return
-		}
-		// The client went away or stalled; nothing was stored, a retry helps.
-		s.log.Info("reading body failed", "err", err)
-		writeJSON(w, http.StatusRequestTimeout, map[string]any{"error": "reading body: " + err.Error()})
-		return
-	}
-	if s.cfg.Signature != nil {
-		if err := s.cfg.Signature.Verify(r.Header, body); err != nil {
-			s.refuse(w, r, "signature", err)
-			return
-		}
-		methods = append(methods, "signature")
-	}
-	auth := "none"
-	if len(methods) > 0 {
-		auth = strings.Join(methods, "+")
-	}
-	header := make(map[string]string, len(keptHeaders))
-	for _, h := range keptHeaders {
-		if v := r.Header.Get(h); v != "" {
-			header[h] = v
-		}
-	}
-
-	n, err := ParseBody(body)
-	if err != nil {
-		s.quarantine(w, r, auth, header, body, err)
-		return
-	}
-	if n == 0 {
-		writeJSON(w, http.StatusOK, map[string]any{"accepted": 0})
-		return
-	}
-	p, err := spool.Prepare(n, auth, header, body)
-	if err != nil {
-		s.unavailable(w, "encode record", err)
-		return
-	}
-	ack, err := s.cfg.Spool.Append(r.Context(), p)
-	if err != nil {
-		if errors.Is(err, context.Canceled) {
-			return // the client is gone; it will retry
-		}
-		s.unavailable(w, "spool write failed", err)
-		return
-	}
-	s.m.events.Add(float64(n))
-	s.m.bytes.Add(float64(len(body)))
-	if s.cfg.Accepted != nil {
-		s.cfg.Accepted(ack)
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"accepted": n, "sequence": ack.FirstSeq})
+	}()
 }
 
-func (s *Server) refuse(w http.ResponseWriter, r *http.Request, method string, err error) {
-	s.m.authFailures.WithLabelValues(method).Inc()
-	// The reason is logged but the path is not: it may hold a URL token.
-	s.log.Warn("webhook request refused: authentication failed", "method", method, "reason", err.Error(),
-		"remote", r.RemoteAddr, "user_agent", r.UserAgent())
-	writeJSON(w, http.StatusUnauthorized, map[string]any{"error": "authentication failed (" + method + "): " + err.Error()})
-}
+// Addr is the address the server listens on.
+func (s *Server) Addr() net.Addr { return s.ln.Addr() }
 
-func (s *Server) unavailable(w http.ResponseWriter, what string, err error) {
-	s.log.Error("webhook request refused with 503 (SendGrid will retry)", "what", what, "err", err)
-	w.Header().Set("Retry-After", "30")
-	writeJSON(w, http.StatusServiceUnavailable, map[string]any{"error": what + "; retry later"})
-}
+// Err delivers the error that stopped the HTTP server, if it stops by
+// itself.
+func (s *Server) Err() <-chan error { return s.errc }
 
-func (s *Server) quarantine(w http.ResponseWriter, r *http.Request, auth string, header map[string]string, body []byte, reason error) {
-	path := r.URL.Path
-	if r.PathValue("token") != "" {
-		path = "/webhook/sendgrid/{token}"
+// Close stops taking connections, waits up to ShutdownTimeout for requests
+// in flight, stops the background work, then closes the spool, which seals
+// the open segment.
+func (s *Server) Close() error {
+	s.log.Info("shutting down: no new requests; finishing in-flight ones", "timeout", s.opts.ShutdownTimeout.String())
+	ctx, cancel := context.WithTimeout(context.Background(), s.opts.ShutdownTimeout)
+	defer cancel()
+	if err := s.http.Shutdown(ctx); err != nil {
+		s.log.Error("shutdown did not finish in time; unanswered requests will be retried by SendGrid", "err", err)
 	}
-	name, err := s.cfg.Spool.Quarantine(spool.Quarantined{
-		ReceivedAt: time.Now().UTC(),
-		Reason:     reason.Error(),
-		Method:     r.Method,
-		Path:       path,
-		Auth:       auth,
-		Header:     header,
-		Body:       bytes.Clone(body),
-	})
-	if err != nil {
-		// Not kept, so not refused for good: ask for a retry instead.
-		s.unavailable(w, "quarantine write failed", err)
-		return
+	if s.debug != nil {
+		_ = s.debug.Close()
 	}
-	s.log.Warn("unparsable body kept in quarantine", "reason", reason.Error(), "file", name, "bytes", len(body))
-	writeJSON(w, http.StatusBadRequest, map[string]any{"error": reason.Error(), "quarantined": name})
-}
-
-func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
-	if err := s.cfg.Spool.Ready(); err != nil {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		w.WriteHeader(http.StatusServiceUnavailable)
-		io.WriteString(w, "not ready: "+err.Error()+"\n")
-		return
+	s.stopJob()
+	s.jobs.Wait()
+	if err := s.writer.Close(); err != nil {
+		return fmt.Errorf("close spool: %w", err)
 	}
-	io.WriteString(w, "ready\n")
+	s.log.Info("stopped; spool sealed")
+	return nil
 }
-
-func readBody(w http.ResponseWriter, r *http.Request, buf *bytes.Buffer, limit int64) ([]byte, error) {
-	if r.ContentLength > limit {
-		return nil, &http.MaxBytesError{Limit: limit}
-	}
-	if r.ContentLength > 0 {
-		buf.Grow(int(r.ContentLength) + 1)
-	}
-	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, limit))
-	return buf.Bytes(), err
-}
-
-func (s *Server) getBuf() *bytes.Buffer {
-	if b, ok := s.bufs.Get().(*bytes.Buffer); ok {
-		return b
-	}
-	return new(bytes.Buffer)
-}
-
-func (s *Server) putBuf(b *bytes.Buffer) {
-	if b.Cap() > 4*int(s.cfg.MaxBodyBytes) {
-		return
-	}
-	b.Reset()
-	s.bufs.Put(b)
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(v)
-}
-
-type statusWriter struct {
-	http.ResponseWriter
-	code int
-}
-
-func (w *statusWriter) WriteHeader(code int) {
-	if w.code == 0 {
-		w.code = code
-	}
-	w.ResponseWriter.WriteHeader(code)
-}
-
-func (w *statusWriter) Write(b []byte) (int, error) {
-	if w.code == 0 {
-		w.code = http.StatusOK
-	}
-	return w.ResponseWriter.Write(b)
-}
-
-func (w *statusWriter) status() int {
-	if w.code == 0 {
-		return http.StatusOK
-	}
-	return w.code
-}
-
-func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

@@ -47,6 +47,6 @@ func (t *URLTokens) Valid(tok string) bool {
 // NewURLToken returns a fresh random token: 32 bytes, base64url.
 func NewURLToken() string {
 	var b [32]byte
-	rand.Read(b[:])
+	_, _ = rand.Read(b[:])
 	return base64.RawURLEncoding.EncodeToString(b[:])
 }

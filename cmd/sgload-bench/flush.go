@@ -16,6 +16,8 @@ import (
 	"time"
 
 	_ "github.com/duckdb/duckdb-go/v2"
+
+	"github.com/sgload/sgload/spool"
 )
 
 // duckColumns gives DuckDB's read_ndjson the column types explicitly, as
@@ -240,17 +242,18 @@ func scaledSpool(ctx context.Context, dir string, batches []batch, k int) (int, 
 // resetSpool undoes a flush: committed segments back into events/, no
 // flush state or dedupe history, an empty bucket.
 func resetSpool(spoolDir, bucket string) error {
-	done := filepath.Join(spoolDir, "done", "events")
+	d := spool.Dir{Root: spoolDir}
+	done := filepath.Join(d.Done(), spool.EventsDir)
 	entries, err := os.ReadDir(done)
 	if err != nil {
 		return err
 	}
 	for _, e := range entries {
-		if err := os.Rename(filepath.Join(done, e.Name()), filepath.Join(spoolDir, "events", e.Name())); err != nil {
+		if err := os.Rename(filepath.Join(done, e.Name()), filepath.Join(d.Events(), e.Name())); err != nil {
 			return err
 		}
 	}
-	for _, p := range []string{filepath.Join(spoolDir, "state", "flush"), filepath.Join(spoolDir, "state", "dedupe"), bucket} {
+	for _, p := range []string{d.FlushJournal(), d.DedupeHistory(), bucket} {
 		if err := os.RemoveAll(p); err != nil {
 			return err
 		}

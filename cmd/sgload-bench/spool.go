@@ -11,7 +11,7 @@ import (
 // writeSpool fills a spool with the batches, as serve would have, through
 // the real writer (without HTTP); segments are sealed on close.
 func writeSpool(ctx context.Context, dir string, batches []batch, segmentBytes int64) (events int, err error) {
-	sp, err := spool.Open(dir, spool.Options{Node: "bench", SegmentBytes: segmentBytes, MinFreeBytes: -1,
+	sp, err := spool.OpenWriter(dir, spool.Options{Node: "bench", SegmentBytes: segmentBytes, MinFreeBytes: -1,
 		SegmentAge: time.Hour})
 	if err != nil {
 		return 0, err

@@ -11,6 +11,8 @@ import (
 
 	"github.com/urfave/cli/v2"
 	"golang.org/x/term"
+
+	"github.com/sgload/sgload/spool"
 )
 
 // Exit codes, documented in README.md ("Exit codes").
@@ -74,7 +76,7 @@ func startCPUProfile(c *cli.Context) error {
 		return usageError(fmt.Errorf("--cpu-profile: %w", err), "")
 	}
 	if err := pprof.StartCPUProfile(f); err != nil {
-		f.Close()
+		_ = f.Close()
 		return failure(fmt.Errorf("--cpu-profile %s: %w", path, err), "")
 	}
 	c.App.Metadata = map[string]any{"cpu-profile": f}
@@ -144,6 +146,10 @@ func exitCode(err error, stderr io.Writer) int {
 	switch {
 	case errors.As(err, &ce):
 		code, hint = ce.code, ce.hint
+	case errors.Is(err, spool.ErrBusy):
+		code, hint = exitBusy, "another sgload process of the same kind is working on this spool; nothing was done, try again when it ends"
+	case errors.Is(err, spool.ErrNoSpool):
+		code, hint = exitUsage, "check --spool (SGLOAD_SPOOL): the folder sgload serve writes to (serve creates it)"
 	case errors.As(err, &ec):
 		code = ec.ExitCode()
 	}

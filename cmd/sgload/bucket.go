@@ -6,15 +6,14 @@ import (
 	"strings"
 
 	"github.com/urfave/cli/v2"
-	"gocloud.dev/blob"
 	_ "gocloud.dev/blob/azureblob" // azblob://
 	_ "gocloud.dev/blob/fileblob"  // file://
 	_ "gocloud.dev/blob/gcsblob"   // gs://
 	_ "gocloud.dev/blob/memblob"   // mem://
 	_ "gocloud.dev/blob/s3blob"    // s3://
 
-	"github.com/sgload/sgload/internal/filebucket"
-	"github.com/sgload/sgload/loader"
+	"github.com/sgload/sgload/bucket"
+	"github.com/sgload/sgload/spool"
 )
 
 func bucketFlags() []cli.Flag {
@@ -26,41 +25,21 @@ func bucketFlags() []cli.Flag {
 	}
 }
 
-// openedBucket is a bucket and what sgload needs to know about its kind.
-type openedBucket struct {
-	*blob.Bucket
-	url  string
-	file *filebucket.Durable // set for file:// buckets
-}
-
-func openBucket(ctx context.Context, c *cli.Context) (*openedBucket, error) {
+func openBucket(ctx context.Context, c *cli.Context) (*bucket.Bucket, error) {
 	raw := c.String("bucket")
 	if raw == "" {
 		return nil, usageError(fmt.Errorf("--bucket is required"), "e.g. --bucket s3://my-bucket?region=us-east-1 or --bucket ./warehouse")
 	}
-	u, root, err := filebucket.Normalize(raw)
+	b, err := bucket.Open(ctx, raw)
 	if err != nil {
-		return nil, usageError(err, "")
+		return nil, usageError(err, "check the URL's scheme and query parameters (README, Buckets)")
 	}
-	b, err := blob.OpenBucket(ctx, u)
-	if err != nil {
-		return nil, usageError(fmt.Errorf("open bucket %s: %w", raw, err), "check the URL's scheme and query parameters (README, Buckets)")
-	}
-	ob := &openedBucket{Bucket: b, url: raw}
-	if root != "" {
-		ob.file = &filebucket.Durable{Root: root}
-	}
-	return ob, nil
+	return b, nil
 }
 
-// loaderOptions are the flush options flush and run both take from their
-// flags; flush adds its tuning flags.
-func (b *openedBucket) loaderOptions(c *cli.Context) loader.Options {
-	o := loader.Options{Spool: c.String("spool"), Bucket: b.Bucket, BucketURL: b.url,
-		Prefix: strings.Trim(c.String("prefix"), "/"), Node: c.String("node"), Version: version}
-	if b.file != nil {
-		o.AfterWrite = b.file.AfterWrite
-		o.Sweep = b.file.Sweep
-	}
-	return o
-}
+// prefix is --prefix without surrounding slashes.
+func prefix(c *cli.Context) string { return strings.Trim(c.String("prefix"), "/") }
+
+// openSpool opens --spool, which must exist (only serve creates a spool):
+// a mistyped path is an error, never a new empty spool.
+func openSpool(c *cli.Context) (spool.Dir, error) { return spool.Open(c.String("spool")) }

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/sgload/sgload/loader"
+	"github.com/sgload/sgload/spool"
 )
 
 func flushCommand() *cli.Command {
@@ -61,12 +62,11 @@ func runFlush(c *cli.Context) error {
 		// the garbage collector from letting the heap float to twice that.
 		debug.SetMemoryLimit(lim)
 	}
-	b, err := openBucket(c.Context, c)
+	opts, closeBucket, err := loaderOptions(c)
 	if err != nil {
 		return err
 	}
-	defer b.Close()
-	opts := b.loaderOptions(c)
+	defer closeBucket()
 	opts.MaxPlanBytes = sizeValue(c, "max-plan-bytes")
 	opts.TargetFileBytes = sizeValue(c, "target-file-bytes")
 	opts.RowGroupBytes = sizeValue(c, "row-group-bytes")
@@ -85,10 +85,8 @@ func runFlush(c *cli.Context) error {
 	prog.done()
 	if err != nil {
 		switch {
-		case errors.Is(err, loader.ErrBusy):
-			return &cliError{err: err, code: exitBusy, hint: "another sgload flush is running on this spool; try again when it ends"}
-		case errors.Is(err, loader.ErrNoSpool):
-			return usageError(err, "check --spool (SGLOAD_SPOOL): it is the folder serve and sync write to")
+		case errors.Is(err, spool.ErrBusy):
+			return err // exitCode maps it
 		case errors.Is(err, loader.ErrPreflight):
 			return failure(err, "check the bucket exists and the credentials in the environment can write, read and delete in it")
 		}
@@ -144,15 +142,30 @@ func showProgress(c *cli.Context) bool {
 	return ok && term.IsTerminal(int(f.Fd()))
 }
 
+// loaderOptions are the flush options flush and run both take from their
+// flags; flush adds its tuning flags. closeBucket closes the bucket.
+func loaderOptions(c *cli.Context) (opts loader.Options, closeBucket func(), err error) {
+	d, err := openSpool(c)
+	if err != nil {
+		return opts, nil, err
+	}
+	b, err := openBucket(c.Context, c)
+	if err != nil {
+		return opts, nil, err
+	}
+	return loader.Options{Spool: d, Bucket: b, Prefix: prefix(c), Node: c.String("node"), Version: version},
+		func() { _ = b.Close() }, nil
+}
+
 // crashPoint kills the process at the named protocol step when
 // SGLOAD_CRASH_AT names it: the crash tests use it to stop a real flush at
 // every step. It does nothing otherwise.
-func crashPoint() func(string) error {
-	at := os.Getenv("SGLOAD_CRASH_AT")
+func crashPoint() func(loader.Step) error {
+	at := loader.Step(os.Getenv("SGLOAD_CRASH_AT"))
 	if at == "" {
 		return nil
 	}
-	return func(point string) error {
+	return func(point loader.Step) error {
 		if point == at {
 			syscall.Kill(os.Getpid(), syscall.SIGKILL)
 			select {}

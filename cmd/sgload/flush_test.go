@@ -12,13 +12,12 @@ import (
 	"testing"
 	"time"
 
-	"gocloud.dev/blob"
-
+	"github.com/sgload/sgload/bucket"
 	"github.com/sgload/sgload/internal/duckcheck"
-	"github.com/sgload/sgload/internal/spooltest"
 	"github.com/sgload/sgload/internal/testbucket"
 	"github.com/sgload/sgload/loader"
 	"github.com/sgload/sgload/spool"
+	"github.com/sgload/sgload/spool/spooltest"
 )
 
 // sampleSpool fills a spool with the 2,000 realistic sample events as
@@ -51,13 +50,13 @@ func TestFlushKilledAtEveryStep(t *testing.T) {
 		t.Skip("crash test")
 	}
 	for _, kind := range []string{"file", "s3"} {
-		for _, point := range loader.CrashPoints {
-			t.Run(kind+"/"+point, func(t *testing.T) {
+		for _, point := range loader.Steps {
+			t.Run(kind+"/"+string(point), func(t *testing.T) {
 				b := testbucket.Open(t, kind)
 				root := t.TempDir()
 				want := sampleSpool(t, root)
-				args := []string{"flush", "--spool", root, "--bucket", b.URL, "--max-plan-bytes", "200KiB", "--target-file-bytes", "32KiB"}
-				_, stderr, code := runSgload(t, []string{"SGLOAD_CRASH_AT=" + point}, args...)
+				args := []string{"flush", "--spool", root, "--bucket", b.URL(), "--max-plan-bytes", "200KiB", "--target-file-bytes", "32KiB"}
+				_, stderr, code := runSgload(t, []string{"SGLOAD_CRASH_AT=" + string(point)}, args...)
 				if code != -1 {
 					t.Fatalf("flush with SGLOAD_CRASH_AT=%s exited %d, want killed; stderr:\n%s", point, code, stderr)
 				}
@@ -71,7 +70,7 @@ func TestFlushKilledAtEveryStep(t *testing.T) {
 				if rows, ids := rowsIn(t, b); rows != want || ids != want {
 					t.Fatalf("bucket holds %d rows, %d distinct ids; want %d of each", rows, ids, want)
 				}
-				if out, _, code := runSgload(t, nil, "verify", "--spool", root, "--bucket", b.URL); code != 0 {
+				if out, _, code := runSgload(t, nil, "verify", "--spool", root, "--bucket", b.URL()); code != 0 {
 					t.Fatalf("verify exited %d:\n%s", code, out)
 				}
 			})
@@ -144,12 +143,12 @@ func TestFlushSurvivesStorageOutage(t *testing.T) {
 	if _, stderr, code := runSgload(t, nil, args...); code != 0 {
 		t.Fatalf("rerun exited %d:\n%s", code, stderr)
 	}
-	b, err := blob.OpenBucket(context.Background(), url)
+	b, err := bucket.Open(context.Background(), url)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	tb := &testbucket.Bucket{Bucket: b, Kind: "s3", URL: url}
+	tb := &testbucket.Bucket{Bucket: b, Kind: "s3"}
 	if rows, ids := rowsIn(t, tb); rows != want || ids != want {
 		t.Fatalf("bucket holds %d rows, %d distinct ids; want %d of each", rows, ids, want)
 	}
@@ -179,7 +178,7 @@ func TestFlushExitCodes(t *testing.T) {
 	if code != exitUsage || !strings.Contains(stderr, "hint:") {
 		t.Fatalf("bad URL: exit %d\n%s", code, stderr)
 	}
-	lock, err := spool.TryLock(spool.Layout{Root: root}, "flush")
+	lock, err := spool.Dir{Root: root}.Lock(spool.LockFlush)
 	if err != nil {
 		t.Fatal(err)
 	}

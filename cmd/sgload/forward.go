@@ -65,8 +65,12 @@ func runForward(c *cli.Context) error {
 	if c.String("write-key") == "" {
 		return usageError(errors.New("no write key"), "set SGLOAD_SEGMENT_WRITE_KEY to the Segment source's write key")
 	}
+	d, err := openSpool(c)
+	if err != nil {
+		return err
+	}
 	o := forward.Options{
-		Spool: c.String("spool"), WriteKey: c.String("write-key"), Endpoint: c.String("endpoint"),
+		Spool: d, WriteKey: c.String("write-key"), Endpoint: c.String("endpoint"),
 		Mapping: forward.Mapping{UserIDArg: c.String("user-id-arg"), Anonymous: c.Bool("anonymous"), OtherEvents: c.String("other-events")},
 		Rate:    c.Float64("rate"), Follow: c.Bool("follow"), Interval: c.Duration("interval"), Logger: log,
 		MaxBatchCalls: min(c.Int("batch-size"), 2500),
@@ -89,8 +93,8 @@ func runForward(c *cli.Context) error {
 	sum, err := forward.Run(c.Context, o)
 	if err != nil && !(o.Follow && errors.Is(err, c.Context.Err())) {
 		switch {
-		case errors.Is(err, spool.ErrLocked):
-			return &cliError{err: err, code: exitBusy, hint: "another sgload forward is running on this spool"}
+		case errors.Is(err, spool.ErrBusy):
+			return err // exitCode maps it
 		case errors.Is(err, forward.ErrAuth):
 			return failure(err, "check SGLOAD_SEGMENT_WRITE_KEY: it is the write key of the Segment source")
 		}

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sgload/sgload/internal/segmenttest"
+	"github.com/sgload/sgload/internal/segmentcom"
 )
 
 // TestForwardKilledResumes kills the real forward with SIGKILL in the middle
@@ -26,7 +26,7 @@ func TestForwardKilledResumes(t *testing.T) {
 		return []string{"forward", "--spool", spool, "--endpoint", url, "--anonymous", "--rate", "200", "--batch-size", "20"}
 	}
 	// The reference: an undisturbed run over an identical spool.
-	ref := segmenttest.New(t, key)
+	ref := segmentcom.New(t, key)
 	refSpool := t.TempDir()
 	sampleSpool(t, refSpool)
 	if out, stderr, code := runSgload(t, env, args(refSpool, ref.URL)...); code != 0 {
@@ -40,7 +40,7 @@ func TestForwardKilledResumes(t *testing.T) {
 		t.Fatalf("reference run sent only %d calls", len(want))
 	}
 
-	rcv := segmenttest.New(t, key)
+	rcv := segmentcom.New(t, key)
 	root := t.TempDir()
 	sampleSpool(t, root)
 	var mu sync.Mutex

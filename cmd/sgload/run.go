@@ -3,12 +3,12 @@ package main
 import (
 	"context"
 	"errors"
-	"log/slog"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/sgload/sgload/loader"
+	"github.com/sgload/sgload/spool"
 )
 
 func runCommand() *cli.Command {
@@ -24,13 +24,20 @@ func runCommand() *cli.Command {
 		OnUsageError: onUsageError,
 		Flags:        flags,
 		Action: func(c *cli.Context) error {
-			b, err := openBucket(c.Context, c)
+			log, err := newLogger(c)
 			if err != nil {
 				return err
 			}
-			defer b.Close()
-			opts := b.loaderOptions(c)
-			return runServer(c, func(ctx context.Context, log *slog.Logger) {
+			// serve creates the spool; flush needs it to exist.
+			if _, err := spool.Create(c.String("spool")); err != nil {
+				return failure(err, "check that --spool names a writable local folder")
+			}
+			opts, closeBucket, err := loaderOptions(c)
+			if err != nil {
+				return err
+			}
+			defer closeBucket()
+			return runServer(c, log.With("component", "serve"), nil, func(ctx context.Context) {
 				opts.Logger = log.With("component", "flush")
 				tick := time.NewTicker(c.Duration("flush-interval"))
 				defer tick.Stop()

@@ -2,28 +2,20 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
-	"errors"
 	"fmt"
 	"log/slog"
-	"net"
-	"net/http"
-	_ "net/http/pprof"
-	"sync" // served only on --debug-addr
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/urfave/cli/v2"
 
 	"github.com/sgload/sgload/spool"
-	"github.com/sgload/sgload/tee"
 	"github.com/sgload/sgload/webhook"
 )
 
 func spoolFlag() *cli.StringFlag {
 	return &cli.StringFlag{Name: "spool", Value: "sgload-spool", EnvVars: []string{"SGLOAD_SPOOL"},
-		Usage: "spool folder on local disk (created if missing)"}
+		Usage: "spool folder on local disk (serve creates it; the other commands need it to exist)"}
 }
 
 func serveCommand() *cli.Command {
@@ -37,7 +29,13 @@ func serveCommand() *cli.Command {
 			"GET /healthz, GET /readyz, GET /metrics.",
 		OnUsageError: onUsageError,
 		Flags:        serveFlags(),
-		Action:       func(c *cli.Context) error { return runServer(c, nil) },
+		Action: func(c *cli.Context) error {
+			log, err := newLogger(c)
+			if err != nil {
+				return err
+			}
+			return runServer(c, log.With("component", "serve"), nil)
+		},
 	}
 }
 
@@ -84,131 +82,37 @@ func serveFlags() []cli.Flag {
 	}
 }
 
-// runServer runs serve until a signal; alongside, when set, runs a
-// background job over the open spool (sgload run's periodic flush).
-func runServer(c *cli.Context, alongside func(ctx context.Context, log *slog.Logger)) error {
-	log, err := newLogger(c)
-	if err != nil {
-		return err
-	}
-	log = log.With("component", "serve")
+// runServer runs serve until a signal; jobs, when given, run beside it
+// (sgload run's periodic flush).
+func runServer(c *cli.Context, log *slog.Logger, reg *prometheus.Registry, jobs ...func(context.Context)) error {
 	cfg, err := webhookConfig(c, log)
 	if err != nil {
 		return err
 	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-
-	sp, err := spool.Open(c.String("spool"), spool.Options{
-		Node:         c.String("node"),
-		SegmentBytes: sizeValue(c, "segment-bytes"),
-		SegmentAge:   c.Duration("segment-age"),
-		MinFreeBytes: sizeValue(c, "min-free-bytes"),
-		Logger:       log.With("component", "spool"),
-		Registerer:   reg,
+	srv, err := webhook.Open(webhook.ServerOptions{
+		Spool: c.String("spool"),
+		SpoolOptions: spool.Options{
+			Node:         c.String("node"),
+			SegmentBytes: sizeValue(c, "segment-bytes"),
+			SegmentAge:   c.Duration("segment-age"),
+			MinFreeBytes: sizeValue(c, "min-free-bytes"),
+		},
+		Handler: cfg, Addr: c.String("addr"), TLSCert: c.String("tls-cert"), TLSKey: c.String("tls-key"),
+		Tees: c.StringSlice("tee"), DebugAddr: c.String("debug-addr"), ShutdownTimeout: c.Duration("shutdown-timeout"),
+		Registry: reg, Jobs: jobs, Logger: log,
 	})
 	if err != nil {
-		if errors.Is(err, spool.ErrLocked) {
-			return usageError(err, "another sgload serve uses this spool; give each instance its own --spool")
-		}
-		return failure(err, "check that --spool names a writable local folder")
+		return failure(err, "check --spool (a writable local folder), --addr (a free address) and --tee (http(s) URLs)")
 	}
-	defer func() {
-		if err := sp.Close(); err != nil {
-			log.Error("close spool", "err", err)
-		}
-	}()
-	cfg.Spool = sp
-	cfg.Registry = reg
-	var tees []*tee.Tee
-	for _, u := range c.StringSlice("tee") {
-		t, err := tee.New(sp.Layout(), u, log.With("component", "tee"), reg)
-		if err != nil {
-			return usageError(err, "")
-		}
-		tees = append(tees, t)
-	}
-	if len(tees) > 0 {
-		cfg.Accepted = func(spool.Ack) {
-			for _, t := range tees {
-				t.Notify()
-			}
-		}
-	}
-	h, err := webhook.New(cfg)
-	if err != nil {
-		return usageError(err, "see sgload serve --help, section Authentication")
-	}
-
-	srv := &http.Server{
-		Addr:              c.String("addr"),
-		Handler:           h,
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       2 * time.Minute,
-		WriteTimeout:      2 * time.Minute,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-		TLSConfig:         &tls.Config{MinVersion: tls.VersionTLS12},
-	}
-	ln, err := net.Listen("tcp", srv.Addr)
-	if err != nil {
-		return failure(fmt.Errorf("listen on %s: %w", srv.Addr, err), "pick a free address with --addr")
-	}
-	log.Info("serving",
-		"addr", ln.Addr().String(), "spool", sp.Layout().Root, "node", sp.Node(),
-		"auth", authSummary(cfg), "max_body_bytes", cfg.MaxBodyBytes,
-		"tls", c.String("tls-cert") != "")
-
-	if addr := c.String("debug-addr"); addr != "" {
-		go func() {
-			// pprof registers on http.DefaultServeMux, which nothing else uses.
-			log.Info("pprof listening", "addr", addr)
-			if err := http.ListenAndServe(addr, nil); err != nil {
-				log.Error("pprof server", "err", err)
-			}
-		}()
-	}
-
-	jobCtx, stopJob := context.WithCancel(c.Context)
-	jobDone := make(chan struct{})
-	go func() {
-		defer close(jobDone)
-		var wg sync.WaitGroup
-		for _, t := range tees {
-			wg.Add(1)
-			go func() { defer wg.Done(); t.Run(jobCtx) }()
-		}
-		if alongside != nil {
-			alongside(jobCtx, log)
-		}
-		wg.Wait()
-	}()
-	defer func() { stopJob(); <-jobDone }()
-
-	errc := make(chan error, 1)
-	go func() {
-		if c.String("tls-cert") != "" {
-			errc <- srv.ServeTLS(ln, c.String("tls-cert"), c.String("tls-key"))
-		} else {
-			errc <- srv.Serve(ln)
-		}
-	}()
 	select {
-	case err := <-errc:
+	case err := <-srv.Err():
+		_ = srv.Close()
 		return failure(fmt.Errorf("serve: %w", err), "")
 	case <-c.Context.Done():
 	}
-	log.Info("shutting down: no new requests; finishing in-flight ones", "timeout", c.Duration("shutdown-timeout").String())
-	ctx, cancel := context.WithTimeout(context.Background(), c.Duration("shutdown-timeout"))
-	defer cancel()
-	if err := srv.Shutdown(ctx); err != nil {
-		log.Error("shutdown did not finish in time; unanswered requests will be retried by SendGrid", "err", err)
+	if err := srv.Close(); err != nil {
+		return failure(err, "")
 	}
-	if err := sp.Close(); err != nil {
-		return failure(fmt.Errorf("close spool: %w", err), "")
-	}
-	log.Info("stopped; spool sealed")
 	return nil
 }
 
@@ -250,21 +154,4 @@ func webhookConfig(c *cli.Context, log *slog.Logger) (webhook.Config, error) {
 		fmt.Fprintln(c.App.ErrWriter, "WARNING: sgload serve is running WITHOUT AUTHENTICATION (--insecure-no-auth). Local testing only.")
 	}
 	return cfg, nil
-}
-
-func authSummary(cfg webhook.Config) []string {
-	var m []string
-	if cfg.URLTokens != nil {
-		m = append(m, "url_token")
-	}
-	if cfg.OAuth != nil {
-		m = append(m, "oauth")
-	}
-	if cfg.Signature != nil {
-		m = append(m, "signature")
-	}
-	if len(m) == 0 {
-		m = append(m, "NONE (insecure)")
-	}
-	return m
 }

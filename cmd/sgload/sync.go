@@ -9,9 +9,10 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/sgload/sgload/objectsync"
 	"github.com/sgload/sgload/schema"
 	"github.com/sgload/sgload/sendgrid"
-	"github.com/sgload/sgload/snapshot"
+	"github.com/sgload/sgload/spool"
 )
 
 func syncCommand() *cli.Command {
@@ -69,14 +70,18 @@ func runSync(c *cli.Context) error {
 			cols = append(cols, x)
 		}
 	}
-	o := snapshot.Options{
-		Spool: c.String("spool"), Node: c.String("node"), Client: api, Collections: cols,
+	d, err := openSpool(c)
+	if err != nil {
+		return err
+	}
+	o := objectsync.Options{
+		Spool: d, Node: c.String("node"), Client: api, Collections: cols,
 		FullRefresh: c.Bool("full-refresh"), Lookback: c.Duration("lookback"), MaxPages: c.Int("max-pages"),
 		Parallel: c.Int("parallel"), PollInterval: c.Duration("export-poll"), Logger: log,
 	}
 	if showProgress(c) {
 		var mu sync.Mutex
-		o.Progress = func(p snapshot.Progress) {
+		o.Progress = func(p objectsync.Progress) {
 			mu.Lock()
 			defer mu.Unlock()
 			state := "..."
@@ -89,12 +94,12 @@ func runSync(c *cli.Context) error {
 			}
 		}
 	}
-	sum, err := snapshot.Run(c.Context, o)
+	sum, err := objectsync.Run(c.Context, o)
 	switch {
-	case errors.Is(err, snapshot.ErrUnknownCollection):
+	case errors.Is(err, objectsync.ErrUnknownCollection):
 		return usageError(err, "")
-	case errors.Is(err, snapshot.ErrBusy):
-		return &cliError{err: err, code: exitBusy, hint: "another sgload sync is running on this spool"}
+	case errors.Is(err, spool.ErrBusy):
+		return err // exitCode maps it
 	case err != nil:
 		return failure(err, "")
 	}

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"sort"
-	"strings"
 
 	"github.com/urfave/cli/v2"
 
@@ -30,19 +29,21 @@ func verifyCommand() *cli.Command {
 }
 
 func runVerify(c *cli.Context) error {
+	o := loader.VerifyOptions{Prefix: prefix(c), Node: c.String("node")}
+	if !c.Bool("no-spool") {
+		d, err := openSpool(c)
+		if err != nil {
+			return usageError(err, "check --spool, or pass --no-spool to check the bucket alone")
+		}
+		o.Spool = d
+	}
 	b, err := openBucket(c.Context, c)
 	if err != nil {
 		return err
 	}
 	defer b.Close()
-	o := loader.VerifyOptions{Bucket: b.Bucket, BucketURL: b.url, Prefix: strings.Trim(c.String("prefix"), "/"), Node: c.String("node")}
-	if !c.Bool("no-spool") {
-		o.Spool = c.String("spool")
-	}
+	o.Bucket = b
 	rep, err := loader.Verify(c.Context, o)
-	if errors.Is(err, loader.ErrNoSpool) {
-		return usageError(err, "check --spool, or pass --no-spool to check the bucket alone")
-	}
 	if err != nil {
 		return failure(fmt.Errorf("verify: %w", err), "")
 	}

@@ -3,12 +3,11 @@ package main
 import (
 	"errors"
 	"fmt"
-	"strings"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/sgload/sgload/internal/durable"
-	"github.com/sgload/sgload/loader"
+	"github.com/sgload/sgload/layout"
 	"github.com/sgload/sgload/sqlviews"
 )
 
@@ -51,7 +50,7 @@ func runViews(c *cli.Context) error {
 		return usageError(errors.New("--bucket is required"), "the bucket URL flush writes to")
 	}
 	o := sqlviews.Options{
-		Dialect: dialect, Bucket: c.String("bucket"), Prefix: strings.Trim(c.String("prefix"), "/"),
+		Dialect: dialect, Bucket: c.String("bucket"), Prefix: prefix(c),
 		Schema: c.String("schema"), EventTypes: c.StringSlice("event-type"), Connection: c.String("connection"),
 		StorageIntegration: c.String("storage-integration"), AutoRefresh: c.Bool("auto-refresh"),
 	}
@@ -60,12 +59,12 @@ func runViews(c *cli.Context) error {
 		if err != nil {
 			return err
 		}
-		types, err := loader.EventTypes(c.Context, b.Bucket, o.Prefix)
+		types, err := layout.EventTypes(c.Context, b, o.Prefix)
 		var colls []string
 		if err == nil {
-			colls, err = loader.ObjectCollections(c.Context, b.Bucket, o.Prefix)
+			colls, err = layout.ObjectCollections(c.Context, b, o.Prefix)
 		}
-		b.Close()
+		_ = b.Close()
 		if err != nil {
 			return failure(err, "pass --no-discover to write the SQL without listing the bucket")
 		}

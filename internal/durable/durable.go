@@ -40,8 +40,8 @@ func WriteFunc(path string, perm os.FileMode, write func(io.Writer) error) (err 
 	tmp := f.Name()
 	defer func() {
 		if err != nil {
-			f.Close()
-			os.Remove(tmp)
+			_ = f.Close()
+			_ = os.Remove(tmp)
 		}
 	}()
 	if err = write(f); err != nil {

@@ -29,23 +29,19 @@ import (
 	_ "gocloud.dev/blob/memblob"
 	_ "gocloud.dev/blob/s3blob"
 
-	"github.com/sgload/sgload/internal/filebucket"
+	"github.com/sgload/sgload/bucket"
 )
 
 // Kinds are the bucket kinds, in the order tests run them.
 var Kinds = []string{"mem", "file", "s3", "gcs", "azure"}
 
-// Bucket is an open test bucket.
+// Bucket is an open test bucket. Its URL opens the same bucket (from
+// another process too, with the emulator environment).
 type Bucket struct {
-	*blob.Bucket
+	*bucket.Bucket
 	Kind string
-	// URL opens the same bucket (from another process too, with the
-	// emulator environment).
-	URL string
 	// Dir is the folder of a file:// bucket.
 	Dir string
-	// AfterWrite is the file:// durability hook, nil for other kinds.
-	AfterWrite func(context.Context, string) error
 }
 
 // Available reports whether kind can be opened here; without the emulator
@@ -78,12 +74,7 @@ func Open(t testing.TB, kind string) *Bucket {
 	case "mem":
 		u = "mem://"
 	case "file":
-		dir := filepath.Join(t.TempDir(), "bucket")
-		var err error
-		if u, b.Dir, err = filebucket.Normalize(dir); err != nil {
-			t.Fatal(err)
-		}
-		b.AfterWrite = filebucket.Durable{Root: b.Dir}.AfterWrite
+		u = filepath.Join(t.TempDir(), "bucket")
 	case "s3":
 		q := url.Values{"endpoint": {os.Getenv("SGLOAD_TEST_S3_ENDPOINT")}, "region": {"us-east-1"},
 			"use_path_style": {"true"}, "response_checksum_validation": {"when_required"}}
@@ -95,12 +86,12 @@ func Open(t testing.TB, kind string) *Bucket {
 	default:
 		t.Fatalf("unknown bucket kind %q", kind)
 	}
-	bk, err := blob.OpenBucket(ctx, u)
+	bk, err := bucket.Open(ctx, u)
 	if err != nil {
 		t.Fatalf("open %s: %v", u, err)
 	}
-	b.Bucket, b.URL = bk, u
-	if err := create(ctx, kind, name, bk); err != nil {
+	b.Bucket, b.Dir = bk, bk.Root()
+	if err := create(ctx, kind, name, bk.Bucket); err != nil {
 		t.Fatalf("create %s bucket %s: %v", kind, name, err)
 	}
 	t.Cleanup(func() { bk.Close() })
@@ -136,7 +127,7 @@ func create(ctx context.Context, kind, name string, b *blob.Bucket) error {
 
 func randomName() string {
 	var b [6]byte
-	rand.Read(b[:])
+	_, _ = rand.Read(b[:]) // crypto/rand does not fail on Linux
 	return hex.EncodeToString(b[:])
 }
 

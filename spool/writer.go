@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -27,7 +26,7 @@ var (
 	ErrDiskFull = errors.New("free disk space is below the floor")
 )
 
-// Options configure a Spool. Zero values take the defaults.
+// Options configure a Writer. Zero values take the defaults.
 type Options struct {
 	// Node is this instance's id; empty means the id stored in the spool, or
 	// one derived from the host name on first use.
@@ -73,9 +72,10 @@ func (o *Options) defaults() {
 	}
 }
 
-// Spool is the writer side of a spool: serve appends records to it.
-type Spool struct {
-	layout     Layout
+// Writer is the writing side of a spool: serve appends records to it. One
+// writer per spool (it holds the serve lock).
+type Writer struct {
+	dir        Dir
 	opts       Options
 	node       string
 	quotedNode []byte
@@ -89,11 +89,12 @@ type Spool struct {
 	closeOnce sync.Once
 	closeErr  error
 
+	seq *Sequencer
+
 	// Owned by the writer goroutine.
 	f       *os.File
 	segPath string
 	size    int64
-	lastSeq int64
 	buf     []byte
 
 	openedAt  atomic.Int64            // unix nanos of the open segment's creation; 0 = none
@@ -120,30 +121,30 @@ type Ack struct {
 	Segment string
 }
 
-// Open prepares the spool at root for appending: it creates the layout,
-// takes the writer lock (one serve per spool), recovers segments left open by
-// a crash, and starts the writer.
-func Open(root string, opts Options) (*Spool, error) {
+// OpenWriter prepares the spool at root for appending: it creates its
+// folders, takes the serve lock (one writer per spool), recovers segments
+// left open by a crash, and starts the writer.
+func OpenWriter(root string, opts Options) (*Writer, error) {
 	opts.defaults()
-	l := Layout{Root: root}
-	if err := l.Create(); err != nil {
+	d, err := Create(root)
+	if err != nil {
 		return nil, err
 	}
-	lock, err := TryLock(l, "serve")
+	lock, err := d.Lock(LockServe)
 	if err != nil {
 		return nil, fmt.Errorf("open spool %s: %w", root, err)
 	}
-	s := &Spool{
-		layout: l,
-		opts:   opts,
-		log:    opts.Logger,
-		lock:   lock,
-		reqs:   make(chan *appendReq),
-		quit:   make(chan struct{}),
-		done:   make(chan struct{}),
+	s := &Writer{
+		dir:  d,
+		opts: opts,
+		log:  opts.Logger,
+		lock: lock,
+		reqs: make(chan *appendReq),
+		quit: make(chan struct{}),
+		done: make(chan struct{}),
 	}
 	if err := s.start(); err != nil {
-		lock.Unlock()
+		_ = lock.Unlock()
 		return nil, err
 	}
 	s.m = newMetrics(opts.Registerer, s)
@@ -151,14 +152,14 @@ func Open(root string, opts Options) (*Spool, error) {
 	return s, nil
 }
 
-func (s *Spool) start() error {
-	node, err := resolveNode(s.layout, s.opts.Node)
+func (s *Writer) start() error {
+	node, err := s.dir.saveNode(s.opts.Node)
 	if err != nil {
 		return err
 	}
 	s.node = node
 	s.quotedNode, _ = json.Marshal(node)
-	for _, d := range []string{s.layout.Events(), s.layout.Quarantine(), s.layout.State()} {
+	for _, d := range []string{s.dir.Events(), s.dir.Quarantine(), s.dir.State()} {
 		removed, err := durable.Sweep(d)
 		if err != nil {
 			return err
@@ -167,23 +168,17 @@ func (s *Spool) start() error {
 			s.log.Info("removed unfinished temporary file", "path", p)
 		}
 	}
-	hwm, err := readHighWater(s.layout)
-	if err != nil {
+	if s.seq, err = OpenSequencer(s.dir.SequenceFile(), s.opts.Now); err != nil {
 		return err
 	}
-	last, err := s.recoverOpen(hwm)
-	if err != nil {
-		return err
-	}
-	s.lastSeq = max(hwm, last)
-	return nil
+	return s.recoverOpen()
 }
 
 // Node is the node id records are written under.
-func (s *Spool) Node() string { return s.node }
+func (s *Writer) Node() string { return s.node }
 
-// Layout is where the spool lives.
-func (s *Spool) Layout() Layout { return s.layout }
+// Dir is the spool the writer appends to.
+func (s *Writer) Dir() Dir { return s.dir }
 
 // Append writes p and returns once it is durable. Concurrent calls share one
 // fsync. It fails with ErrDiskFull, ErrClosed, the context's error, or a
@@ -192,7 +187,7 @@ func (s *Spool) Layout() Layout { return s.layout }
 // The context is honoured only while waiting for the writer: once the writer
 // has taken p, Append waits for the fsync (milliseconds), because p's body
 // belongs to the caller's buffer and must not be reused while it is copied.
-func (s *Spool) Append(ctx context.Context, p *Prepared) (Ack, error) {
+func (s *Writer) Append(ctx context.Context, p *Prepared) (Ack, error) {
 	if err := s.Accepting(); err != nil {
 		return Ack{}, err
 	}
@@ -211,12 +206,12 @@ func (s *Spool) Append(ctx context.Context, p *Prepared) (Ack, error) {
 // Ready reports why the spool should not be sent traffic now, or nil:
 // closed, free space under the floor, the folder not writable, or a write
 // that failed in the last 30 seconds with no success since.
-func (s *Spool) Ready() error {
+func (s *Writer) Ready() error {
 	if err := s.Accepting(); err != nil {
 		return err
 	}
-	if err := unix.Access(s.layout.Events(), unix.W_OK); err != nil {
-		return fmt.Errorf("spool %s is not writable: %w", s.layout.Events(), err)
+	if err := unix.Access(s.dir.Events(), unix.W_OK); err != nil {
+		return fmt.Errorf("spool %s is not writable: %w", s.dir.Events(), err)
 	}
 	if f := s.writeFail.Load(); f != nil && time.Since(f.at) < 30*time.Second {
 		return fmt.Errorf("last spool write failed: %w", f.err)
@@ -226,7 +221,7 @@ func (s *Spool) Ready() error {
 
 // Accepting is the cheap check made before each append: the spool is open
 // and free space is above the floor.
-func (s *Spool) Accepting() error {
+func (s *Writer) Accepting() error {
 	select {
 	case <-s.quit:
 		return ErrClosed
@@ -235,10 +230,10 @@ func (s *Spool) Accepting() error {
 	if s.opts.MinFreeBytes > 0 {
 		free, err := s.freeBytes()
 		if err != nil {
-			return fmt.Errorf("statfs %s: %w", s.layout.Root, err)
+			return fmt.Errorf("statfs %s: %w", s.dir.Root, err)
 		}
 		if free < uint64(s.opts.MinFreeBytes) {
-			return fmt.Errorf("%w: %d bytes free on %s, floor %d", ErrDiskFull, free, s.layout.Root, s.opts.MinFreeBytes)
+			return fmt.Errorf("%w: %d bytes free on %s, floor %d", ErrDiskFull, free, s.dir.Root, s.opts.MinFreeBytes)
 		}
 	}
 	return nil
@@ -246,7 +241,7 @@ func (s *Spool) Accepting() error {
 
 // Close stops taking appends, writes what is queued, and seals the open
 // segment. It is safe to call more than once.
-func (s *Spool) Close() error {
+func (s *Writer) Close() error {
 	s.closeOnce.Do(func() {
 		close(s.quit)
 		<-s.done
@@ -255,7 +250,7 @@ func (s *Spool) Close() error {
 	return s.closeErr
 }
 
-func (s *Spool) run() {
+func (s *Writer) run() {
 	defer close(s.done)
 	tick := time.NewTicker(min(s.opts.SegmentAge/4, time.Second))
 	defer tick.Stop()
@@ -290,20 +285,11 @@ func (s *Spool) run() {
 	}
 }
 
-func (s *Spool) nextSeq(n int) int64 {
-	seq := s.opts.Now().UnixMicro()
-	if seq <= s.lastSeq {
-		seq = s.lastSeq + 1
-	}
-	s.lastSeq = seq + int64(max(n, 1)) - 1
-	return seq
-}
-
-func (s *Spool) commit(batch []*appendReq) {
+func (s *Writer) commit(batch []*appendReq) {
 	now := s.opts.Now()
 	s.buf = s.buf[:0]
 	for _, r := range batch {
-		seq := s.nextSeq(r.p.Events)
+		seq := s.seq.Reserve(r.p.Events)
 		r.ack.FirstSeq = seq
 		s.buf = appendRecord(s.buf, seq, now, s.quotedNode, r.p)
 	}
@@ -336,7 +322,7 @@ func (s *Spool) commit(batch []*appendReq) {
 // write appends s.buf to the open segment (opening one named after firstSeq
 // if needed) and fsyncs it. On failure the segment is cut back to its last
 // durable length so no half-written record sits before later ones.
-func (s *Spool) write(firstSeq int64) error {
+func (s *Writer) write(firstSeq int64) error {
 	if s.f == nil {
 		if err := s.openSegment(firstSeq); err != nil {
 			return err
@@ -367,16 +353,16 @@ func (s *Spool) write(firstSeq int64) error {
 	return err
 }
 
-func (s *Spool) openSegment(firstSeq int64) error {
-	p := filepath.Join(s.layout.Events(), SegmentName(s.node, firstSeq, OpenSuffix))
+func (s *Writer) openSegment(firstSeq int64) error {
+	p := filepath.Join(s.dir.Events(), SegmentName(s.node, firstSeq, OpenSuffix))
 	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL|os.O_APPEND, 0o644)
 	if err != nil {
 		return fmt.Errorf("create segment: %w", err)
 	}
 	// The new name must be durable before any record in it is acknowledged.
-	if err := durable.SyncDir(s.layout.Events()); err != nil {
-		f.Close()
-		os.Remove(p)
+	if err := durable.SyncDir(s.dir.Events()); err != nil {
+		_ = f.Close()
+		_ = os.Remove(p)
 		return err
 	}
 	s.f, s.segPath, s.size = f, p, 0
@@ -384,7 +370,7 @@ func (s *Spool) openSegment(firstSeq int64) error {
 	return nil
 }
 
-func (s *Spool) sealIfOld() {
+func (s *Writer) sealIfOld() {
 	at := s.openedAt.Load()
 	if s.f == nil || at == 0 || s.opts.Now().Sub(time.Unix(0, at)) < s.opts.SegmentAge {
 		return
@@ -397,7 +383,7 @@ func (s *Spool) sealIfOld() {
 // seal closes the open segment and renames it to .ndjson, which hands it to
 // flush. The sequence high-water mark is saved first so that sequences stay
 // increasing across restarts even after done/ is pruned.
-func (s *Spool) seal() error {
+func (s *Writer) seal() error {
 	if s.f == nil {
 		return nil
 	}
@@ -405,7 +391,7 @@ func (s *Spool) seal() error {
 	s.f, s.segPath = nil, ""
 	s.openedAt.Store(0)
 	cerr := f.Close()
-	if err := writeHighWater(s.layout, s.lastSeq); err != nil {
+	if err := s.seq.Save(); err != nil {
 		return err
 	}
 	sealed := strings.TrimSuffix(p, OpenSuffix) + SealedSuffix
@@ -420,7 +406,7 @@ func (s *Spool) seal() error {
 	return nil
 }
 
-func (s *Spool) openAge() float64 {
+func (s *Writer) openAge() float64 {
 	at := s.openedAt.Load()
 	if at == 0 {
 		return 0
@@ -428,26 +414,9 @@ func (s *Spool) openAge() float64 {
 	return s.opts.Now().Sub(time.Unix(0, at)).Seconds()
 }
 
-// Backlog is what waits in events/ for flush.
-type Backlog struct {
-	Segments int
-	Bytes    int64
-}
-
-// Backlog sums the sealed event segments.
-func (s *Spool) Backlog() Backlog {
-	segs, _ := ListSegments(s.layout.Events(), SealedSuffix)
-	var b Backlog
-	for _, sg := range segs {
-		b.Segments++
-		b.Bytes += sg.Size
-	}
-	return b
-}
-
 // QuarantineCount is the number of files in quarantine/.
-func (s *Spool) QuarantineCount() int {
-	entries, _ := os.ReadDir(s.layout.Quarantine())
+func (s *Writer) QuarantineCount() int {
+	entries, _ := os.ReadDir(s.dir.Quarantine())
 	return len(entries)
 }
 
@@ -460,94 +429,14 @@ type freeCache struct {
 
 // freeBytes is statfs's available space, cached for a second: requests
 // arrive by the hundred per second and the answer changes slowly.
-func (s *Spool) freeBytes() (uint64, error) {
+func (s *Writer) freeBytes() (uint64, error) {
 	c := &s.free
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if now := time.Now(); now.Sub(c.at) > time.Second {
 		var st unix.Statfs_t
-		c.err = unix.Statfs(s.layout.Root, &st)
+		c.err = unix.Statfs(s.dir.Root, &st)
 		c.free, c.at = st.Bavail*uint64(st.Bsize), now
 	}
 	return c.free, c.err
-}
-
-func resolveNode(l Layout, want string) (string, error) {
-	node, err := NodeID(l, want)
-	if err != nil {
-		return "", err
-	}
-	if old, err := os.ReadFile(nodePath(l)); err == nil && strings.TrimSpace(string(old)) == node {
-		return node, nil
-	}
-	return node, durable.WriteFile(nodePath(l), []byte(node+"\n"), 0o644)
-}
-
-func nodePath(l Layout) string { return filepath.Join(l.State(), "node") }
-
-// NodeID is the node id of the spool at l: want when given, else the one
-// serve stored in state/node, else one made from the host name (what serve
-// will store). Flush and sync name their output with it; only serve stores it.
-func NodeID(l Layout, want string) (string, error) {
-	if want != "" {
-		if !ValidNode(want) {
-			return "", fmt.Errorf("node id %q: use 1-63 of a-z 0-9 . _ - (starting with a letter or digit)", want)
-		}
-		return want, nil
-	}
-	b, err := os.ReadFile(nodePath(l))
-	if err == nil {
-		node := strings.TrimSpace(string(b))
-		if !ValidNode(node) {
-			return "", fmt.Errorf("node id %q in %s is not valid", node, nodePath(l))
-		}
-		return node, nil
-	}
-	if !errors.Is(err, os.ErrNotExist) {
-		return "", fmt.Errorf("read node id: %w", err)
-	}
-	return nodeFromHost(), nil
-}
-
-func nodeFromHost() string {
-	h, _ := os.Hostname()
-	h = strings.ToLower(h)
-	if i := strings.IndexByte(h, '.'); i > 0 {
-		h = h[:i]
-	}
-	var b strings.Builder
-	for _, c := range h {
-		if (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_' {
-			b.WriteRune(c)
-		}
-	}
-	node := strings.TrimLeft(b.String(), "-_")
-	if len(node) > 63 {
-		node = node[:63]
-	}
-	if !ValidNode(node) {
-		node = "node"
-	}
-	return node
-}
-
-func highWaterPath(l Layout) string { return filepath.Join(l.State(), "sequence") }
-
-func readHighWater(l Layout) (int64, error) {
-	b, err := os.ReadFile(highWaterPath(l))
-	if errors.Is(err, os.ErrNotExist) {
-		return 0, nil
-	}
-	if err != nil {
-		return 0, fmt.Errorf("read sequence high-water mark: %w", err)
-	}
-	n, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
-	if err != nil {
-		return 0, fmt.Errorf("parse %s: %w", highWaterPath(l), err)
-	}
-	return n, nil
-}
-
-func writeHighWater(l Layout, seq int64) error {
-	return durable.WriteFile(highWaterPath(l), []byte(strconv.FormatInt(seq, 10)+"\n"), 0o644)
 }

@@ -40,7 +40,7 @@ func Fill(t testing.TB, root string, events [][]byte, o Options) {
 	if o.PerPost <= 0 {
 		o.PerPost = 50
 	}
-	sp, err := spool.Open(root, spool.Options{Node: o.Node, MinFreeBytes: -1, SegmentBytes: o.SegmentBytes,
+	sp, err := spool.OpenWriter(root, spool.Options{Node: o.Node, MinFreeBytes: -1, SegmentBytes: o.SegmentBytes,
 		Registerer: prometheus.NewRegistry()})
 	if err != nil {
 		t.Fatal(err)

@@ -1,12 +1,12 @@
 package schema
 
-// SegmentEvents maps SendGrid event types to the Segment Spec's email event
+// SpecEvents maps SendGrid event types to the Segment Spec's email event
 // names (segment.com/docs/connections/spec/email). Types with no Spec event
 // (processed, deferred, dropped, group_resubscribe, account_status_change,
 // anything new) are absent: the Spec asks partners not to invent names for
 // events that resemble its own. The activity views and sgload forward share
 // this table.
-var SegmentEvents = map[string]string{
+var SpecEvents = map[string]string{
 	"delivered":         "Email Delivered",
 	"open":              "Email Opened",
 	"click":             "Email Link Clicked",

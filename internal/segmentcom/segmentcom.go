@@ -1,7 +1,7 @@
 // Package segmenttest is a Segment-compatible HTTP API for tests: it checks
 // the write key, Segment's size limits, the Segment Spec's email events and
 // the partner-source rules on every call, and records what it accepted.
-package segmenttest
+package segmentcom
 
 import (
 	"encoding/base64"

@@ -1,4 +1,4 @@
-package loader
+package layout
 
 import (
 	"context"
@@ -6,13 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"path"
 	"sort"
 	"strings"
 	"time"
 
 	"gocloud.dev/blob"
 
+	"github.com/sgload/sgload/bucket"
 	"github.com/sgload/sgload/schema"
 )
 
@@ -82,38 +82,8 @@ type Duplicates struct {
 // Total is all duplicates dropped.
 func (d Duplicates) Total() int64 { return d.InPlan + d.InHistory }
 
-// PartitionKey names the event table in object paths
-// (events/event_type=open/dt=2026-01-01/…): as a hive partition key, it lets
-// one external table in BigQuery, Snowflake or DuckDB cover every event
-// type, including types that appear later. It is not a column in the files.
-const PartitionKey = "event_type"
-
-// Keys under the bucket prefix.
-const (
-	eventsDir    = "events"
-	objectsDir   = "objects"
-	metaDir      = "_sgload"
-	manifestsDir = "_sgload/manifests"
-)
-
-func joinKey(prefix string, parts ...string) string {
-	p := path.Join(append([]string{prefix}, parts...)...)
-	return strings.TrimPrefix(p, "/")
-}
-
-func manifestKey(prefix, node, plan string) string {
-	return joinKey(prefix, manifestsDir, node, plan+".json")
-}
-
-func objectKey(prefix string, k partKey, date, node, plan string, n int) string {
-	name := fmt.Sprintf("part-%s-%s-%04d.parquet", node, plan, n)
-	if k.kind == objectKind {
-		return joinKey(prefix, objectsDir, k.table, "dt="+date, name)
-	}
-	return joinKey(prefix, eventsDir, PartitionKey+"="+k.table, "dt="+date, name)
-}
-
-func readManifest(ctx context.Context, b *blob.Bucket, key string) (*Manifest, error) {
+// ReadManifest reads the manifest at key.
+func ReadManifest(ctx context.Context, b *bucket.Bucket, key string) (*Manifest, error) {
 	data, err := b.ReadAll(ctx, key)
 	if err != nil {
 		return nil, err
@@ -125,10 +95,10 @@ func readManifest(ctx context.Context, b *blob.Bucket, key string) (*Manifest, e
 	return &m, nil
 }
 
-// listManifests returns every manifest key under prefix, for all nodes.
-func listManifests(ctx context.Context, b *blob.Bucket, prefix string) ([]string, error) {
+// ListManifests returns every manifest key under prefix, for all nodes.
+func ListManifests(ctx context.Context, b *bucket.Bucket, prefix string) ([]string, error) {
 	var keys []string
-	it := b.List(&blob.ListOptions{Prefix: joinKey(prefix, manifestsDir) + "/"})
+	it := b.List(&blob.ListOptions{Prefix: Join(prefix, ManifestsDir) + "/"})
 	for {
 		obj, err := it.Next(ctx)
 		if errors.Is(err, io.EOF) {
@@ -145,9 +115,9 @@ func listManifests(ctx context.Context, b *blob.Bucket, prefix string) ([]string
 	return keys, nil
 }
 
-// hasManifests reports whether node has committed anything under prefix.
-func hasManifests(ctx context.Context, b *blob.Bucket, prefix, node string) (bool, error) {
-	page, _, err := b.ListPage(ctx, blob.FirstPageToken, 1, &blob.ListOptions{Prefix: joinKey(prefix, manifestsDir, node) + "/"})
+// HasManifests reports whether node has committed anything under prefix.
+func HasManifests(ctx context.Context, b *bucket.Bucket, prefix, node string) (bool, error) {
+	page, _, err := b.ListPage(ctx, blob.FirstPageToken, 1, &blob.ListOptions{Prefix: Join(prefix, ManifestsDir, node) + "/"})
 	if err != nil {
 		return false, fmt.Errorf("list manifests: %w", err)
 	}
@@ -156,8 +126,8 @@ func hasManifests(ctx context.Context, b *blob.Bucket, prefix, node string) (boo
 
 // EventTypes lists the event tables present under prefix (the
 // event_type=<table> folders), so new types get views too.
-func EventTypes(ctx context.Context, b *blob.Bucket, prefix string) ([]string, error) {
-	dirs, err := subdirs(ctx, b, joinKey(prefix, eventsDir))
+func EventTypes(ctx context.Context, b *bucket.Bucket, prefix string) ([]string, error) {
+	dirs, err := subdirs(ctx, b, Join(prefix, EventsDir))
 	if err != nil {
 		return nil, fmt.Errorf("list event tables: %w", err)
 	}
@@ -171,8 +141,8 @@ func EventTypes(ctx context.Context, b *blob.Bucket, prefix string) ([]string, e
 }
 
 // ObjectCollections lists the object collections present under prefix.
-func ObjectCollections(ctx context.Context, b *blob.Bucket, prefix string) ([]string, error) {
-	dirs, err := subdirs(ctx, b, joinKey(prefix, objectsDir))
+func ObjectCollections(ctx context.Context, b *bucket.Bucket, prefix string) ([]string, error) {
+	dirs, err := subdirs(ctx, b, Join(prefix, ObjectsDir))
 	if err != nil {
 		return nil, fmt.Errorf("list object collections: %w", err)
 	}
@@ -186,7 +156,7 @@ func ObjectCollections(ctx context.Context, b *blob.Bucket, prefix string) ([]st
 }
 
 // subdirs lists the names of the folders directly under dir.
-func subdirs(ctx context.Context, b *blob.Bucket, dir string) ([]string, error) {
+func subdirs(ctx context.Context, b *bucket.Bucket, dir string) ([]string, error) {
 	base := dir + "/"
 	var names []string
 	it := b.List(&blob.ListOptions{Prefix: base, Delimiter: "/"})
@@ -202,4 +172,16 @@ func subdirs(ctx context.Context, b *blob.Bucket, dir string) ([]string, error) 
 			names = append(names, strings.TrimSuffix(strings.TrimPrefix(obj.Key, base), "/"))
 		}
 	}
+}
+
+// WriteManifest writes m at key: the commit point of a plan.
+func WriteManifest(ctx context.Context, b *bucket.Bucket, key string, m *Manifest) error {
+	data, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := b.WriteAll(ctx, key, append(data, '\n'), &blob.WriterOptions{ContentType: "application/json"}); err != nil {
+		return fmt.Errorf("write manifest %s: %w", key, err)
+	}
+	return nil
 }

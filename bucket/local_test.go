@@ -1,4 +1,4 @@
-package filebucket
+package bucket
 
 import (
 	"context"
@@ -29,8 +29,8 @@ func TestNormalizeAndDurableWrites(t *testing.T) {
 	if err := b.WriteAll(ctx, "a/b/c.parquet", []byte("x"), nil); err != nil {
 		t.Fatal(err)
 	}
-	d := Durable{Root: root}
-	if err := d.AfterWrite(ctx, "a/b/c.parquet"); err != nil {
+	d := folder{root: root}
+	if err := d.afterWrite(ctx, "a/b/c.parquet"); err != nil {
 		t.Fatal(err)
 	}
 	var names []string
@@ -44,7 +44,7 @@ func TestNormalizeAndDurableWrites(t *testing.T) {
 		t.Fatalf("bucket folder holds %v; want only the object (no .attrs, no temp files)", names)
 	}
 	os.WriteFile(filepath.Join(root, "a", "b", "d.parquet.1869f3.tmp"), nil, 0o644)
-	if n, err := d.Sweep("a"); err != nil || n != 1 {
+	if n, err := d.sweep("a"); err != nil || n != 1 {
 		t.Fatalf("Sweep = %d, %v", n, err)
 	}
 	for _, bad := range []string{"file://relative/path"} {

@@ -1,4 +1,4 @@
-package snapshot
+package objectsync
 
 import (
 	"context"
@@ -18,6 +18,7 @@ import (
 	"github.com/sgload/sgload/internal/testbucket"
 	"github.com/sgload/sgload/loader"
 	"github.com/sgload/sgload/sendgrid"
+	"github.com/sgload/sgload/spool"
 )
 
 // specFor routes an API path to the SendGrid spec file that describes it.
@@ -106,7 +107,7 @@ func TestRequestsAcceptedBySendGridSpecs(t *testing.T) {
 	}
 	api.MaxRetries = 0
 	root := t.TempDir()
-	sum, err := Run(context.Background(), Options{Spool: root, Node: "prism", Client: api,
+	sum, err := Run(context.Background(), Options{Spool: spool.Dir{Root: root}, Node: "prism", Client: api,
 		PollInterval: 10 * time.Millisecond, ExportWait: 300 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
@@ -143,7 +144,7 @@ func TestRequestsAcceptedBySendGridSpecs(t *testing.T) {
 
 	// After a flush, DuckDB reads every collection's table.
 	b := testbucket.Open(t, "file")
-	if _, err := loader.Flush(context.Background(), loader.Options{Spool: root, Bucket: b.Bucket, AfterWrite: b.AfterWrite}); err != nil {
+	if _, err := loader.Flush(context.Background(), loader.Options{Spool: spool.Dir{Root: root}, Bucket: b.Bucket}); err != nil {
 		t.Fatal(err)
 	}
 	db := duckcheck.Open(t)

@@ -1,8 +1,9 @@
-// Package filebucket makes gocloud's fileblob (file:// buckets) as durable
-// and as clean as the cloud stores: fileblob renames a temporary file into
-// place but never fsyncs it, writes .attrs side files unless told not to,
-// and leaves its temporary files behind when the process dies mid-write.
-package filebucket
+package bucket
+
+// A local folder (file:// bucket) made as durable and as clean as the
+// cloud stores: gocloud's fileblob renames a temporary file into place but
+// never fsyncs it, writes .attrs side files unless told not to, and leaves
+// its temporary files behind when the process dies mid-write.
 
 import (
 	"context"
@@ -50,24 +51,23 @@ func Normalize(raw string) (u string, root string, err error) {
 	return p.String(), filepath.FromSlash(p.Path), nil
 }
 
-// Durable is the AfterWrite hook for a file:// bucket rooted at Root: it
-// fsyncs the object and every folder from it up to the root, so an object
-// the loader counted as written survives a power cut.
-type Durable struct{ Root string }
+// folder makes the writes to a local folder durable.
+type folder struct{ root string }
 
-// AfterWrite implements loader.Options.AfterWrite.
-func (d Durable) AfterWrite(_ context.Context, key string) error {
-	p := filepath.Join(d.Root, filepath.FromSlash(key))
+// afterWrite fsyncs the object and every folder from it up to the root, so
+// an object counted as written survives a power cut.
+func (d folder) afterWrite(_ context.Context, key string) error {
+	p := filepath.Join(d.root, filepath.FromSlash(key))
 	f, err := os.Open(p)
 	if err != nil {
 		return fmt.Errorf("fsync %s: %w", p, err)
 	}
 	err = f.Sync()
-	f.Close()
+	_ = f.Close()
 	if err != nil {
 		return fmt.Errorf("fsync %s: %w", p, err)
 	}
-	root := filepath.Clean(d.Root)
+	root := filepath.Clean(d.root)
 	for dir := filepath.Dir(p); ; dir = filepath.Dir(dir) {
 		if err := durable.SyncDir(dir); err != nil {
 			return err
@@ -78,10 +78,10 @@ func (d Durable) AfterWrite(_ context.Context, key string) error {
 	}
 }
 
-// Sweep removes fileblob temporary files (<object>.<hex>.tmp) under prefix,
+// sweep removes fileblob temporary files (<object>.<hex>.tmp) under prefix,
 // left by a process that died mid-write. It returns how many it removed.
-func (d Durable) Sweep(prefix string) (int, error) {
-	base := filepath.Join(d.Root, filepath.FromSlash(prefix))
+func (d folder) sweep(prefix string) (int, error) {
+	base := filepath.Join(d.root, filepath.FromSlash(prefix))
 	n := 0
 	err := filepath.WalkDir(base, func(p string, e fs.DirEntry, err error) error {
 		if err != nil {

@@ -6,7 +6,7 @@
 // A snapshot is atomic: its segment appears in the spool only when every
 // page has arrived, closed by a record saying it is complete, so a failed
 // or interrupted sync never makes objects look deleted.
-package snapshot
+package objectsync
 
 import (
 	"context"
@@ -18,7 +18,6 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -58,7 +57,7 @@ var sources = map[string]source{
 
 // Options configure a sync.
 type Options struct {
-	Spool  string
+	Spool  spool.Dir
 	Node   string
 	Client *sendgrid.Client
 	// Collections to sync; empty means all.
@@ -116,9 +115,6 @@ type Summary struct {
 // ErrUnknownCollection names a collection sgload does not have.
 var ErrUnknownCollection = errors.New("unknown collection")
 
-// ErrBusy means another sync runs on the spool.
-var ErrBusy = errors.New("another sync holds this spool's lock")
-
 // Run syncs the collections, in parallel, into the spool. One failing
 // collection does not stop the others; Summary.Failed names the ones that
 // failed.
@@ -153,28 +149,26 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 			return nil, fmt.Errorf("%w %q; the collections are %s", ErrUnknownCollection, n, strings.Join(schema.CollectionNames(), ", "))
 		}
 	}
-	l := spool.Layout{Root: o.Spool}
-	if err := l.Create(); err != nil {
-		return nil, err
-	}
-	lock, err := spool.TryLock(l, "sync")
+	l := o.Spool
+	lock, err := l.Lock(spool.LockSync)
 	if err != nil {
-		if errors.Is(err, spool.ErrLocked) {
-			return nil, fmt.Errorf("%w: %v", ErrBusy, err)
-		}
 		return nil, err
 	}
 	defer lock.Unlock()
-	node, err := spool.NodeID(l, o.Node)
+	node, err := l.Node(o.Node)
 	if err != nil {
 		return nil, err
 	}
-	seq, err := newSequencer(l, o.Now)
+	seq, err := spool.OpenSequencer(l.SyncSequenceFile(), o.Now)
 	if err != nil {
 		return nil, err
 	}
 	for _, n := range names {
-		durable.Sweep(l.Objects(n))
+		// Unfinished snapshots of a sync that was killed; a missing folder
+		// has none.
+		if _, err := durable.Sweep(l.Objects(n)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return nil, err
+		}
 	}
 
 	sum := &Summary{}
@@ -200,13 +194,13 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 			sum.Failed = append(sum.Failed, r.Collection)
 		}
 	}
-	if err := seq.save(); err != nil {
+	if err := seq.Save(); err != nil {
 		return sum, err
 	}
 	return sum, ctx.Err()
 }
 
-func syncOne(ctx context.Context, o Options, l spool.Layout, node string, seq *sequencer, name string) *Result {
+func syncOne(ctx context.Context, o Options, l spool.Dir, node string, seq *spool.Sequencer, name string) *Result {
 	c := schema.Collections[name]
 	src := sources[name]
 	start := o.Now()
@@ -237,7 +231,7 @@ func syncOne(ctx context.Context, o Options, l spool.Layout, node string, seq *s
 		r.Mode = schema.Incremental
 		f.since = cur.LastStart.Add(-o.Lookback)
 	}
-	first := seq.next()
+	first := seq.Reserve(1)
 	r.SyncID = schema.SnapshotID(name, node, first)
 	w, err := spool.NewSnapshotWriter(l, name, node, first)
 	if err != nil {
@@ -251,7 +245,7 @@ func syncOne(ctx context.Context, o Options, l spool.Layout, node string, seq *s
 		}
 		body := append([]byte("["), joinJSON(objs)...)
 		body = append(body, ']')
-		if err := w.Write(seq.reserve(len(objs)), o.Now(), header, body, len(objs)); err != nil {
+		if err := w.Write(seq.Reserve(len(objs)), o.Now(), header, body, len(objs)); err != nil {
 			return err
 		}
 		r.Rows += len(objs)
@@ -272,7 +266,7 @@ func syncOne(ctx context.Context, o Options, l spool.Layout, node string, seq *s
 		}
 		body, _ := json.Marshal([]any{done})
 		h := map[string]string{spool.HeaderCollection: name, spool.HeaderSyncID: r.SyncID, spool.HeaderSnapshot: "complete"}
-		if err = w.Write(seq.next(), o.Now(), h, body, 1); err == nil {
+		if err = w.Write(seq.Reserve(1), o.Now(), h, body, 1); err == nil {
 			err = w.Commit()
 		}
 	}
@@ -313,11 +307,11 @@ type cursor struct {
 	LastFullStart time.Time `json:"last_full_start"`
 }
 
-func cursorPath(l spool.Layout, name string) string {
-	return filepath.Join(l.State(), "sync", name+".json")
+func cursorPath(l spool.Dir, name string) string {
+	return filepath.Join(l.SyncCursors(), name+".json")
 }
 
-func readCursor(l spool.Layout, name string) (cursor, error) {
+func readCursor(l spool.Dir, name string) (cursor, error) {
 	var c cursor
 	b, err := os.ReadFile(cursorPath(l, name))
 	if errors.Is(err, os.ErrNotExist) {
@@ -329,49 +323,10 @@ func readCursor(l spool.Layout, name string) (cursor, error) {
 	return c, json.Unmarshal(b, &c)
 }
 
-func writeCursor(l spool.Layout, name string, c cursor) error {
+func writeCursor(l spool.Dir, name string, c cursor) error {
 	if err := durable.MkdirAll(filepath.Dir(cursorPath(l, name)), 0o755); err != nil {
 		return err
 	}
 	b, _ := json.Marshal(c)
 	return durable.WriteFile(cursorPath(l, name), b, 0o644)
-}
-
-// sequencer hands out _sequence values for object rows: Unix microseconds,
-// strictly increasing, persisted so they keep increasing across runs.
-type sequencer struct {
-	mu   sync.Mutex
-	last int64
-	path string
-	now  func() time.Time
-}
-
-func newSequencer(l spool.Layout, now func() time.Time) (*sequencer, error) {
-	s := &sequencer{path: filepath.Join(l.State(), "sync-sequence"), now: now}
-	if b, err := os.ReadFile(s.path); err == nil {
-		s.last, _ = strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
-	} else if !errors.Is(err, os.ErrNotExist) {
-		return nil, err
-	}
-	return s, nil
-}
-
-func (s *sequencer) next() int64 { return s.reserve(1) }
-
-// reserve returns the first of n consecutive sequences.
-func (s *sequencer) reserve(n int) int64 {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	v := s.now().UnixMicro()
-	if v <= s.last {
-		v = s.last + 1
-	}
-	s.last = v + int64(max(n, 1)) - 1
-	return v
-}
-
-func (s *sequencer) save() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return durable.WriteFile(s.path, []byte(strconv.FormatInt(s.last, 10)+"\n"), 0o644)
 }

@@ -1,4 +1,4 @@
-package snapshot
+package objectsync
 
 import (
 	"bufio"
@@ -193,7 +193,7 @@ func tokenPages(path, key string, q url.Values) fetcher {
 					Next string `json:"next"`
 				} `json:"_metadata"`
 			}
-			json.Unmarshal(resp.Body, &meta)
+			_ = json.Unmarshal(resp.Body, &meta) // a page without _metadata has no next page
 			n := meta.Metadata.Next
 			if n == "" || len(objs) == 0 || !strings.Contains(n, "page_token=") {
 				// A link without a page token cannot lead to another page (mock

@@ -23,7 +23,7 @@ import (
 type harness struct {
 	t     *testing.T
 	root  string
-	spool *spool.Spool
+	spool *spool.Writer
 	srv   *httptest.Server
 	reg   *prometheus.Registry
 }
@@ -37,13 +37,13 @@ func newHarness(t *testing.T, cfg Config, sopts spool.Options) *harness {
 	}
 	sopts.Node = "test"
 	sopts.Registerer = h.reg
-	sp, err := spool.Open(h.root, sopts)
+	sp, err := spool.OpenWriter(h.root, sopts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	h.spool = sp
 	cfg.Spool, cfg.Registry = sp, h.reg
-	s, err := New(cfg)
+	s, err := NewHandler(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -438,7 +438,7 @@ func TestMethodsCombine(t *testing.T) {
 }
 
 func TestNoAuthRefusedUnlessInsecure(t *testing.T) {
-	if _, err := New(Config{}); err != ErrNoAuth {
+	if _, err := NewHandler(Config{}); err != ErrNoAuth {
 		t.Fatalf("New without auth: %v, want ErrNoAuth", err)
 	}
 }

@@ -1,4 +1,4 @@
-package snapshot
+package objectsync
 
 import (
 	"bytes"
@@ -221,7 +221,7 @@ func (f *fakeAPI) download(w http.ResponseWriter, r *http.Request) {
 func snapshots(t *testing.T, root string) (rows map[string]int, complete map[string]int) {
 	t.Helper()
 	rows, complete = map[string]int{}, map[string]int{}
-	segs, err := spool.ListObjectSegments(spool.Layout{Root: root})
+	segs, err := spool.Dir{Root: root}.Sealed()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -259,7 +259,7 @@ func TestSyncEveryCollection(t *testing.T) {
 	api.failOnce["/v3/campaigns"] = 503
 	c, waits := api.client(t)
 	root := t.TempDir()
-	sum, err := Run(context.Background(), Options{Spool: root, Node: "t", Client: c, PollInterval: time.Millisecond})
+	sum, err := Run(context.Background(), Options{Spool: spool.Dir{Root: root}, Node: "t", Client: c, PollInterval: time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -294,7 +294,7 @@ func TestSyncEveryCollection(t *testing.T) {
 		t.Errorf("campaigns called %d times: the 503 was not retried", api.calls["/v3/campaigns"])
 	}
 	// Incremental: the next sync of suppressions asks only for what is new.
-	if _, err := Run(context.Background(), Options{Spool: root, Node: "t", Client: c, Collections: []string{"bounces"}}); err != nil {
+	if _, err := Run(context.Background(), Options{Spool: spool.Dir{Root: root}, Node: "t", Client: c, Collections: []string{"bounces"}}); err != nil {
 		t.Fatal(err)
 	}
 	last := api.queries[len(api.queries)-1]
@@ -310,7 +310,7 @@ func TestOneFailingCollectionDoesNotStopTheOthers(t *testing.T) {
 	c, _ := api.client(t)
 	c.MaxRetries = 2
 	root := t.TempDir()
-	sum, err := Run(context.Background(), Options{Spool: root, Node: "t", Client: c,
+	sum, err := Run(context.Background(), Options{Spool: spool.Dir{Root: root}, Node: "t", Client: c,
 		Collections: []string{"lists", "templates", "singlesends", "mc_lists"}})
 	if err != nil {
 		t.Fatal(err)
@@ -339,7 +339,7 @@ func TestServerThatPagesForever(t *testing.T) {
 	api.foreverNext = true
 	c, _ := api.client(t)
 	root := t.TempDir()
-	sum, err := Run(context.Background(), Options{Spool: root, Node: "t", Client: c, Collections: []string{"mc_lists"}, MaxPages: 50})
+	sum, err := Run(context.Background(), Options{Spool: spool.Dir{Root: root}, Node: "t", Client: c, Collections: []string{"mc_lists"}, MaxPages: 50})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -358,11 +358,11 @@ func TestServerThatPagesForever(t *testing.T) {
 func TestUnknownCollectionAndBadKey(t *testing.T) {
 	api := newFakeAPI(t)
 	c, _ := api.client(t)
-	if _, err := Run(context.Background(), Options{Spool: t.TempDir(), Client: c, Collections: []string{"nope"}}); !errors.Is(err, ErrUnknownCollection) {
+	if _, err := Run(context.Background(), Options{Spool: spool.Dir{Root: t.TempDir()}, Client: c, Collections: []string{"nope"}}); !errors.Is(err, ErrUnknownCollection) {
 		t.Fatalf("err = %v", err)
 	}
 	bad, _ := sendgrid.New(api.srv.URL, "SG.wrong", "", nil)
-	sum, err := Run(context.Background(), Options{Spool: t.TempDir(), Client: bad, Collections: []string{"lists"}})
+	sum, err := Run(context.Background(), Options{Spool: spool.Dir{Root: t.TempDir()}, Client: bad, Collections: []string{"lists"}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,7 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-func openTest(t *testing.T, root string, o Options) *Spool {
+func openTest(t *testing.T, root string, o Options) *Writer {
 	t.Helper()
 	if o.Node == "" {
 		o.Node = "t1"
@@ -24,7 +24,7 @@ func openTest(t *testing.T, root string, o Options) *Spool {
 		o.MinFreeBytes = -1
 	}
 	o.Registerer = prometheus.NewRegistry()
-	s, err := Open(root, o)
+	s, err := OpenWriter(root, o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -188,8 +188,8 @@ func TestSegmentsRollOnSizeAndAge(t *testing.T) {
 
 func TestRecoverTornOpenSegment(t *testing.T) {
 	root := t.TempDir()
-	l := Layout{Root: root}
-	if err := l.Create(); err != nil {
+	l, err := Create(root)
+	if err != nil {
 		t.Fatal(err)
 	}
 	good1, _ := EncodeRecord(&Record{Sequence: 100, Events: 1, ReceivedAt: time.Unix(1, 0), Node: "t1", Body: []byte(`[{"a":1}]`)})
@@ -244,9 +244,9 @@ func TestSequenceSurvivesRestartWithClockBehind(t *testing.T) {
 func TestOneWriterPerSpool(t *testing.T) {
 	root := t.TempDir()
 	openTest(t, root, Options{})
-	_, err := Open(root, Options{Node: "t1", MinFreeBytes: -1})
-	if !errors.Is(err, ErrLocked) {
-		t.Fatalf("second Open: %v, want ErrLocked", err)
+	_, err := OpenWriter(root, Options{Node: "t1", MinFreeBytes: -1})
+	if !errors.Is(err, ErrBusy) {
+		t.Fatalf("second Open: %v, want ErrBusy", err)
 	}
 }
 
