@@ -13,6 +13,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
 
 	"gocloud.dev/blob"
 )
@@ -86,4 +87,28 @@ func (b *Bucket) Sweep(prefix string) (int, error) {
 		return 0, nil
 	}
 	return b.local.sweep(prefix)
+}
+
+// Download copies the object at key into a new local file at path and
+// returns its size. Readers that seek a lot (a Parquet footer, then its
+// pages) read the local copy instead of making a request per read.
+func (b *Bucket) Download(ctx context.Context, key, path string) (int64, error) {
+	r, err := b.NewReader(ctx, key, nil)
+	if err != nil {
+		return 0, err
+	}
+	defer r.Close()
+	f, err := os.Create(path)
+	if err != nil {
+		return 0, err
+	}
+	n, err := io.Copy(f, r)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		_ = os.Remove(path)
+		return 0, fmt.Errorf("download %s: %w", key, err)
+	}
+	return n, nil
 }

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"sort"
+	"strings"
 
 	"github.com/parquet-go/parquet-go"
 	"gocloud.dev/blob"
@@ -33,6 +34,7 @@ type VerifyOptions struct {
 // reconciles.
 type VerifyReport struct {
 	Manifests int                         `json:"manifests"`
+	Rewrites  int                         `json:"rewrites"`
 	Files     int                         `json:"files"`
 	Rows      int64                       `json:"rows"`
 	Bytes     int64                       `json:"bytes"`
@@ -46,15 +48,59 @@ func (r *VerifyReport) problem(format string, args ...any) {
 }
 
 // Verify reconciles manifests, the objects in the bucket (existence, size,
-// MD5, Parquet row counts) and, with a spool, the committed segments.
+// MD5, Parquet row counts) and, with a spool, the committed segments. It
+// follows rewrites (compaction, retention, erasure): a file a committed
+// rewrite replaced may be gone; a rewrite's rows must add up (in = out +
+// duplicates + removed), and its outputs are checked like flush's files.
 func Verify(ctx context.Context, o VerifyOptions) (*VerifyReport, error) {
 	rep := &VerifyReport{Tables: map[string]map[string]int64{}, Problems: []string{}}
 	keys, err := layout.ListManifests(ctx, o.Bucket, o.Prefix)
 	if err != nil {
 		return nil, err
 	}
-	owner := map[string]string{} // object key -> manifest
+	rewrites, active, err := readRewrites(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	// replacedBy: every file a rewrite replaced, and by which; a replaced
+	// file must be gone once its rewrite is finished (done/).
+	replacedBy := map[string]*layout.Rewrite{}
+	inputRows := map[string]int64{}
+	for _, r := range rewrites {
+		for _, in := range r.Inputs {
+			if prev, dup := replacedBy[in.Key]; dup {
+				rep.problem("object %s is replaced by two rewrites: %s and %s", in.Key, prev.ID, r.ID)
+			}
+			replacedBy[in.Key] = r
+			inputRows[in.Key] = in.Rows
+		}
+	}
+	owner := map[string]string{} // object key -> the manifest that wrote it
 	manifests := map[string]*layout.Manifest{}
+	check := func(f layout.File, by string) {
+		if prev, dup := owner[f.Key]; dup {
+			rep.problem("object %s is listed by two manifests: %s and %s", f.Key, prev, by)
+		}
+		owner[f.Key] = by
+		if n, ok := inputRows[f.Key]; ok && n != f.Rows {
+			rep.problem("%s holds %d rows per %s, but a rewrite read %d from it", f.Key, f.Rows, by, n)
+		}
+		if _, gone := replacedBy[f.Key]; gone {
+			return // replaced: present during the grace, then deleted
+		}
+		n, err := checkObject(ctx, o.Bucket, f)
+		if err != nil {
+			rep.problem("%s (manifest %s): %v", f.Key, by, err)
+			return
+		}
+		rep.Files++
+		rep.Rows += n
+		rep.Bytes += f.Bytes
+		if rep.Tables[f.Table] == nil {
+			rep.Tables[f.Table] = map[string]int64{}
+		}
+		rep.Tables[f.Table][f.Date] += n
+	}
 	for _, k := range keys {
 		m, err := layout.ReadManifest(ctx, o.Bucket, k)
 		if err != nil {
@@ -65,34 +111,39 @@ func Verify(ctx context.Context, o VerifyOptions) (*VerifyReport, error) {
 		manifests[k] = m
 		var rows int64
 		for _, f := range m.Files {
-			if prev, dup := owner[f.Key]; dup {
-				rep.problem("object %s is listed by two manifests: %s and %s", f.Key, prev, k)
-			}
-			owner[f.Key] = k
-			n, err := checkObject(ctx, o.Bucket, f)
-			if err != nil {
-				rep.problem("%s (manifest %s): %v", f.Key, k, err)
-				continue
-			}
-			rep.Files++
-			rep.Rows += n
-			rep.Bytes += f.Bytes
-			rows += n
-			if rep.Tables[f.Table] == nil {
-				rep.Tables[f.Table] = map[string]int64{}
-			}
-			rep.Tables[f.Table][f.Date] += n
+			rows += f.Rows
+			check(f, k)
 		}
 		if rows != m.Rows {
-			rep.problem("manifest %s says %d rows, its files hold %d", k, m.Rows, rows)
+			rep.problem("manifest %s says %d rows, its files %d", k, m.Rows, rows)
 		}
 		if got := m.Rows + m.Duplicates.Total() + m.QuarantinedEvents; got != m.Events {
 			rep.problem("manifest %s: %d events in, but %d rows + %d duplicates + %d quarantined = %d",
 				k, m.Events, m.Rows, m.Duplicates.Total(), m.QuarantinedEvents, got)
 		}
 	}
-	// Every Parquet object must belong to a manifest: anything else would be
-	// read twice by a warehouse that globs the folders.
+	for _, r := range rewrites {
+		rep.Rewrites++
+		by := "rewrite " + r.ID
+		var in, out int64
+		for _, f := range r.Inputs {
+			in += f.Rows
+			if _, known := owner[f.Key]; !known {
+				rep.problem("%s replaced %s, which no manifest wrote", by, f.Key)
+			}
+		}
+		for _, f := range r.Outputs {
+			out += f.Rows
+			check(f, by)
+		}
+		if in != r.RowsIn || out != r.RowsOut || r.RowsIn != r.RowsOut+r.Duplicates+r.Removed {
+			rep.problem("%s: %d rows in (inputs: %d), %d out (outputs: %d), %d duplicates, %d removed: they do not add up",
+				by, r.RowsIn, in, r.RowsOut, out, r.Duplicates, r.Removed)
+		}
+	}
+	// Every Parquet object must be committed and not replaced by a finished
+	// rewrite: anything else would be read twice, or by mistake, by a
+	// warehouse that globs the folders.
 	for _, dir := range []string{layout.EventsDir, layout.ObjectsDir} {
 		it := o.Bucket.List(&blob.ListOptions{Prefix: layout.Join(o.Prefix, dir) + "/"})
 		for {
@@ -103,8 +154,13 @@ func Verify(ctx context.Context, o VerifyOptions) (*VerifyReport, error) {
 			if err != nil {
 				return nil, fmt.Errorf("list objects: %w", err)
 			}
-			if _, ok := owner[obj.Key]; !ok && !obj.IsDir {
-				rep.problem("object %s is in no manifest (left by an uncommitted flush?)", obj.Key)
+			if obj.IsDir {
+				continue
+			}
+			if _, ok := owner[obj.Key]; !ok {
+				rep.problem("object %s is in no manifest (left by an uncommitted flush or rewrite?)", obj.Key)
+			} else if r, gone := replacedBy[obj.Key]; gone && !active[r.ID] {
+				rep.problem("object %s was replaced by finished rewrite %s but is still there", obj.Key, r.ID)
 			}
 		}
 	}
@@ -115,6 +171,38 @@ func Verify(ctx context.Context, o VerifyOptions) (*VerifyReport, error) {
 	}
 	sort.Strings(rep.Problems)
 	return rep, nil
+}
+
+// readRewrites reads every rewrite manifest, finished or not, in commit
+// order; active names the unfinished ones.
+func readRewrites(ctx context.Context, o VerifyOptions) ([]*layout.Rewrite, map[string]bool, error) {
+	active := map[string]bool{}
+	var out []*layout.Rewrite
+	for _, dir := range []string{layout.RewritesDoneDir, layout.RewritesDir} {
+		it := o.Bucket.List(&blob.ListOptions{Prefix: layout.Join(o.Prefix, dir) + "/", Delimiter: "/"})
+		for {
+			obj, err := it.Next(ctx)
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				return nil, nil, fmt.Errorf("list rewrites: %w", err)
+			}
+			if obj.IsDir || !strings.HasSuffix(obj.Key, ".json") {
+				continue
+			}
+			r, err := layout.ReadRewrite(ctx, o.Bucket, obj.Key)
+			if err != nil {
+				return nil, nil, err
+			}
+			if dir == layout.RewritesDir {
+				active[r.ID] = true
+			}
+			out = append(out, r)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out, active, nil
 }
 
 // checkObject compares an object with its manifest entry and returns the
@@ -198,8 +286,16 @@ func verifySpool(o VerifyOptions, manifests map[string]*layout.Manifest, rep *Ve
 			committed[s.Path] = s
 		}
 	}
+	// Erasures (sgload forget) took records and events from committed
+	// segments after their manifests counted them.
+	erased, err := l.CommittedChanges()
+	if err != nil {
+		return err
+	}
 	return l.WalkDone(func(p, rel string, _ os.DirEntry) error {
 		s, ok := committed[rel]
+		s.Records -= erased[rel].Records
+		s.Events -= erased[rel].Events
 		if !ok {
 			rep.problem("done/%s is in no manifest of node %s", rel, node)
 			return nil

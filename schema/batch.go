@@ -213,3 +213,24 @@ func appendOffsets(dst, src []uint32, off uint32) []uint32 {
 	}
 	return dst
 }
+
+// AppendRow appends row r of src (a batch of the same table) to b.
+func (b *Batch) AppendRow(src *Batch, r int) {
+	for i := range b.cols {
+		c := &src.cols[i]
+		if !c.Valid[r] {
+			continue
+		}
+		switch c.Kind {
+		case String:
+			b.SetString(i, c.StringAt(r))
+		case Int64, Timestamp:
+			b.SetInt64(i, c.Ints[r])
+		case Bool:
+			b.SetBool(i, c.Bools[r])
+		case StringList:
+			b.SetList(i, c.ListAt(r))
+		}
+	}
+	b.End()
+}

@@ -239,3 +239,13 @@ func FingerprintHex(k Key) []byte {
 	hex.Encode(out[:], k[:])
 	return out[:]
 }
+
+// RowKey is the rule applied to a row's typed columns, DedupeSQL's twin in
+// Go (compaction dedupes with it): within one event type and day, rows with
+// equal keys are the same event. It appends the key to dst.
+func RowKey(dst, sgEventID, fingerprint []byte) []byte {
+	if len(sgEventID) > 0 {
+		return append(append(dst, "id:"...), sgEventID...)
+	}
+	return append(append(dst, "fp:"...), fingerprint...)
+}

@@ -85,6 +85,7 @@ func (d Dir) State() string           { return filepath.Join(d.Root, StateDir) }
 //	dedupe/<dest>/ each destination's dedupe history
 //	sync/          each collection's sync cursor
 //	cursors/       each follower's position (forward, tees)
+//	forget/        the audit record of each erasure (no address in it)
 func (d Dir) NodeFile() string         { return filepath.Join(d.State(), "node") }
 func (d Dir) SequenceFile() string     { return filepath.Join(d.State(), "sequence") }
 func (d Dir) SyncSequenceFile() string { return filepath.Join(d.State(), "sync-sequence") }
@@ -92,6 +93,7 @@ func (d Dir) FlushJournal() string     { return filepath.Join(d.State(), "flush"
 func (d Dir) DedupeHistory() string    { return filepath.Join(d.State(), "dedupe") }
 func (d Dir) SyncCursors() string      { return filepath.Join(d.State(), "sync") }
 func (d Dir) Cursors() string          { return filepath.Join(d.State(), "cursors") }
+func (d Dir) Audits() string           { return filepath.Join(d.State(), "forget") }
 
 // Rel is path relative to the spool root, with forward slashes: how plans
 // and manifests name segments.

@@ -53,6 +53,8 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			runCommand(),
 			serveCommand(),
 			flushCommand(),
+			compactCommand(),
+			forgetCommand(),
 			syncCommand(),
 			forwardCommand(),
 			verifyCommand(),

@@ -7,7 +7,6 @@ import (
 	"runtime/debug"
 	"sort"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -75,7 +74,7 @@ func runFlush(c *cli.Context) error {
 	opts.Retain = c.Duration("retain")
 	opts.DryRun = c.Bool("dry-run")
 	opts.Logger = log
-	opts.Crash = crashPoint()
+	opts.Crash = crashAt[loader.Step]()
 	var prog *progressLine
 	if showProgress(c) {
 		prog = &progressLine{w: c.App.ErrWriter}
@@ -155,21 +154,4 @@ func loaderOptions(c *cli.Context) (opts loader.Options, closeBucket func(), err
 	}
 	return loader.Options{Spool: d, Bucket: b, Prefix: prefix(c), Node: c.String("node"), Version: version},
 		func() { _ = b.Close() }, nil
-}
-
-// crashPoint kills the process at the named protocol step when
-// SGLOAD_CRASH_AT names it: the crash tests use it to stop a real flush at
-// every step. It does nothing otherwise.
-func crashPoint() func(loader.Step) error {
-	at := loader.Step(os.Getenv("SGLOAD_CRASH_AT"))
-	if at == "" {
-		return nil
-	}
-	return func(point loader.Step) error {
-		if point == at {
-			syscall.Kill(os.Getpid(), syscall.SIGKILL)
-			select {}
-		}
-		return nil
-	}
 }

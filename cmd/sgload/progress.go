@@ -18,12 +18,6 @@ type progressLine struct {
 }
 
 func (p *progressLine) update(pr loader.Progress) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if time.Since(p.last) < 250*time.Millisecond {
-		return
-	}
-	p.last = time.Now()
 	pct := 0.0
 	if pr.BytesTotal > 0 {
 		pct = 100 * float64(pr.BytesDone) / float64(pr.BytesTotal)
@@ -34,8 +28,18 @@ func (p *progressLine) update(pr loader.Progress) {
 		left := time.Duration(float64(pr.Elapsed) * float64(pr.BytesTotal-pr.BytesDone) / float64(pr.BytesDone))
 		eta = left.Round(time.Second).String()
 	}
-	line := fmt.Sprintf("plan %d/%d %-7s %5.1f%%  %s / %s  %s events/s  ETA %s",
-		pr.Plan, pr.Plans, pr.Phase, pct, mb(pr.BytesDone/2), mb(pr.BytesTotal/2), count(int64(rate)), eta)
+	p.show(fmt.Sprintf("plan %d/%d %-7s %5.1f%%  %s / %s  %s events/s  ETA %s",
+		pr.Plan, pr.Plans, pr.Phase, pct, mb(pr.BytesDone/2), mb(pr.BytesTotal/2), count(int64(rate)), eta))
+}
+
+// show redraws the line, at most 4 times a second.
+func (p *progressLine) show(line string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if time.Since(p.last) < 250*time.Millisecond {
+		return
+	}
+	p.last = time.Now()
 	pad := max(0, p.wide-len(line))
 	p.wide = len(line)
 	fmt.Fprintf(p.w, "\r%s%*s", line, pad, "")
