@@ -135,13 +135,13 @@ func (m *Matcher) Row(b *schema.Batch, r int) bool {
 // hash of each (so a later request for the same address can be matched to
 // it by whoever holds the address) and what was removed.
 type Audit struct {
-	ID        string           `json:"id"`
-	At        time.Time        `json:"at"`
-	Salt      string           `json:"salt"`
-	Hashes    []string         `json:"address_sha256"`
-	Bucket    *ForgetSummary   `json:"bucket,omitempty"`
-	Spool     *spool.Scrubbed  `json:"spool,omitempty"`
-	Sgload    string           `json:"sgload_version"`
+	ID     string          `json:"id"`
+	At     time.Time       `json:"at"`
+	Salt   string          `json:"salt"`
+	Hashes []string        `json:"address_sha256"`
+	Bucket *ForgetSummary  `json:"bucket,omitempty"`
+	Spool  *spool.Scrubbed `json:"spool,omitempty"`
+	Sgload string          `json:"sgload_version"`
 }
 
 // NewAudit starts the audit record of forgetting addresses.
@@ -158,7 +158,9 @@ func NewAudit(addresses []string, now time.Time, version string) *Audit {
 }
 
 // AuditKey is where the bucket keeps an erasure's audit record.
-func AuditKey(prefix, id string) string { return layout.Join(prefix, layout.MetaDir, "forget", id+".json") }
+func AuditKey(prefix, id string) string {
+	return layout.Join(prefix, layout.MetaDir, "forget", id+".json")
+}
 
 // JSON is the audit record as written.
 func (a *Audit) JSON() []byte {

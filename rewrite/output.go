@@ -31,7 +31,6 @@ type outputs struct {
 	count *countWriter
 	w     *parquetfile.Writer
 	batch *schema.Batch
-	seq   int
 }
 
 // outFile is one finished local file.

@@ -352,7 +352,9 @@ func scrubQuarantine(d Dir, drop func([]byte) bool) (int, error) {
 
 // committedChangesFile keeps, per committed segment, what erasures took
 // from it since its manifest counted it.
-func (d Dir) committedChangesFile() string { return filepath.Join(d.Audits(), "committed-segments.json") }
+func (d Dir) committedChangesFile() string {
+	return filepath.Join(d.Audits(), "committed-segments.json")
+}
 
 func (d Dir) recordCommittedChanges(changes []SegmentChange) error {
 	if len(changes) == 0 {
