@@ -6,7 +6,7 @@ BUCKET   ?= var/bucket
 ADDR     ?= 127.0.0.1:8080
 FUZZTIME ?= 1m
 
-.PHONY: all build run test lint unit fuzz bench-ingest bench-flush tidy clean
+.PHONY: all build run test lint unit fuzz bench-ingest bench-flush bench-compact tidy clean
 
 all: build
 
@@ -48,6 +48,14 @@ bench-flush: build
 	@mkdir -p var/bench
 	@[ -s var/bench/events-2m.ndjson ] || python3 scripts/gen_events.py -n 2000000 --seed 42 > var/bench/events-2m.ndjson
 	$(BIN)/sgload-bench flush -sgload $(BIN)/sgload -events var/bench/events-2m.ndjson -dir var/bench/flush -scale 10
+
+# Compaction vs. DuckDB's sorted merge on a day of events flushed as 288
+# five-minute plans, and three typical queries before and after.
+bench-compact: build
+	$(GO) build -o $(BIN)/sgload-bench ./cmd/sgload-bench
+	@mkdir -p var/bench
+	@[ -s var/bench/events-day.ndjson ] || python3 scripts/gen_events.py -n 500000 --seed 42 --span-days 1 > var/bench/events-day.ndjson
+	$(BIN)/sgload-bench compact -sgload $(BIN)/sgload -events var/bench/events-day.ndjson -dir var/bench/compact
 
 tidy:
 	$(GO) mod tidy

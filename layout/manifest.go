@@ -21,7 +21,10 @@ const ManifestVersion = 1
 
 // Manifest is the commit record of one plan, written to the bucket last.
 type Manifest struct {
-	Version    int                   `json:"version"`
+	Version int `json:"version"`
+	// Kind is "" for a flush, "replay" for a replay of committed segments,
+	// "rebuild" for a rebuild from another prefix's _raw.
+	Kind       string                `json:"kind,omitempty"`
 	Plan       string                `json:"plan"`
 	Node       string                `json:"node"`
 	CreatedAt  time.Time             `json:"created_at"`
@@ -37,11 +40,13 @@ type Manifest struct {
 	// QuarantinedEvents counts events that became no row because they could
 	// not be read; QuarantinedLines counts damaged spool lines. Both are in
 	// the spool's quarantine folder. Events = Rows + Duplicates +
-	// QuarantinedEvents always holds.
+	// QuarantinedEvents + Skipped always holds.
 	QuarantinedEvents int64 `json:"quarantined_events"`
-	QuarantinedLines  int64 `json:"quarantined_lines"`
-	MinSequence       int64 `json:"min_sequence"`
-	MaxSequence       int64 `json:"max_sequence"`
+	// Skipped counts events a replay's filter left out on purpose.
+	Skipped          int64 `json:"skipped,omitempty"`
+	QuarantinedLines int64 `json:"quarantined_lines"`
+	MinSequence      int64 `json:"min_sequence"`
+	MaxSequence      int64 `json:"max_sequence"`
 }
 
 // ManifestSegment is a segment the plan consumed.

@@ -103,7 +103,7 @@ type converter struct {
 	chunks map[layout.Partition][]chunk
 	files  []layout.File
 
-	events, errorRows, quarEvents, quarLines int64
+	events, errorRows, quarEvents, quarLines, skipped int64
 }
 
 func (f *flusher) convert(ctx context.Context, p *Plan, keys *keyResult) (*layout.Manifest, error) {
@@ -190,9 +190,10 @@ func (c *converter) mapper(ctx context.Context, w, workers int, in <-chan item) 
 	free := make(chan *schema.Batch, 2)
 	budget := c.f.opts.MemoryBytes / int64(workers)
 	var held int64
-	var nevents, errorRows, quarEvents, quarLines int64
+	var nevents, errorRows, quarEvents, quarLines, skipped int64
 	defer func() {
 		c.mu.Lock()
+		c.skipped += skipped
 		c.events += nevents
 		c.errorRows += errorRows
 		c.quarEvents += quarEvents
@@ -273,6 +274,10 @@ func (c *converter) mapper(ctx context.Context, w, workers int, in <-chan item) 
 			continue
 		}
 		recv := rec.ReceivedAt.UnixMicro()
+		source := schema.SourceWebhook
+		if rec.Auth == spool.AuthLogsAPI {
+			source = schema.SourceLogsAPI
+		}
 		for i, raw := range evs {
 			if c.keys.dups.Dup(it.base + i) {
 				continue
@@ -283,6 +288,10 @@ func (c *converter) mapper(ctx context.Context, w, workers int, in <-chan item) 
 					return err
 				}
 				quarEvents++
+				continue
+			}
+			if !c.plan.Filter.keeps(e.Table, e.Time) {
+				skipped++
 				continue
 			}
 			k := layout.Partition{Kind: layout.Events, Table: e.Table, Day: eventDay(e.Time, rec)}
@@ -300,7 +309,7 @@ func (c *converter) mapper(ctx context.Context, w, workers int, in <-chan item) 
 				r.batch.Table = tableOf(k)
 			}
 			before := r.batch.Bytes()
-			m.Append(r.batch, e, schema.Meta{Sequence: rec.Sequence + int64(i), ReceivedAt: recv, Node: rec.Node})
+			m.Append(r.batch, e, schema.Meta{Sequence: rec.Sequence + int64(i), ReceivedAt: recv, Node: rec.Node, Source: source})
 			held += int64(r.batch.Bytes() - before)
 			if len(e.Errors()) > 0 {
 				errorRows++
@@ -504,10 +513,15 @@ func (c *converter) assemble(k layout.Partition, n int, chunks []chunk) (*workFi
 }
 
 func (c *converter) manifest() *layout.Manifest {
+	kind := ""
+	if c.plan.Replay {
+		kind = "replay"
+	}
 	m := &layout.Manifest{
-		Version: layout.ManifestVersion, Plan: c.plan.ID, Node: c.plan.Node, CreatedAt: c.f.opts.Now().UTC(),
+		Version: layout.ManifestVersion, Kind: kind, Plan: c.plan.ID, Node: c.plan.Node, CreatedAt: c.f.opts.Now().UTC(),
 		Sgload: c.f.opts.Version, Segments: c.keys.segments, Tables: map[string]layout.TableStats{},
 		Events: c.events, RowsWithErrors: c.errorRows, QuarantinedEvents: c.quarEvents, QuarantinedLines: c.quarLines,
+		Skipped:    c.skipped,
 		Duplicates: layout.Duplicates{InPlan: int64(c.keys.dups.InPlan), InHistory: int64(c.keys.dups.InHistory)},
 	}
 	sort.Slice(c.files, func(i, j int) bool { return c.files[i].Key < c.files[j].Key })

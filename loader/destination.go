@@ -23,6 +23,7 @@ func (f *flusher) openHistory(ctx context.Context) (cleanup func(), err error) {
 		return nil, err
 	}
 	cleanup = func() {}
+	f.dest = id
 	dir := filepath.Join(root, id)
 	if id == "" {
 		if dir, err = os.MkdirTemp(f.journal.dir, "dry-run-history-"); err != nil {

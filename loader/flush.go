@@ -139,6 +139,7 @@ type Summary struct {
 	Duplicates     int64                        `json:"duplicates"`
 	RowsWithErrors int64                        `json:"rows_with_errors"`
 	Quarantined    int64                        `json:"quarantined"`
+	Skipped        int64                        `json:"skipped"`
 	Duration       time.Duration                `json:"-"`
 	Seconds        float64                      `json:"seconds"`
 	DryRun         bool                         `json:"dry_run"`
@@ -169,13 +170,20 @@ func (s *Summary) add(m *layout.Manifest, key string) {
 	s.Duplicates += m.Duplicates.Total()
 	s.RowsWithErrors += m.RowsWithErrors
 	s.Quarantined += m.QuarantinedEvents + m.QuarantinedLines
+	s.Skipped += m.Skipped
 	if key != "" {
 		s.Manifests = append(s.Manifests, key)
 	}
 }
 
-// ErrPreflight means the bucket failed the write-read-delete probe.
-var ErrPreflight = errors.New("storage preflight failed")
+// Errors callers branch on.
+var (
+	// ErrPreflight means the bucket failed the write-read-delete probe.
+	ErrPreflight = errors.New("storage preflight failed")
+	// ErrOtherDestination means an unfinished plan belongs to another
+	// destination than the one this run writes to.
+	ErrOtherDestination = errors.New("an unfinished plan belongs to another destination")
+)
 
 type flusher struct {
 	opts    Options
@@ -184,8 +192,10 @@ type flusher struct {
 	journal journal
 	index   *dedupe.Index
 	node    string
+	dest    string // the destination's id
 	sum     *Summary
 	start   time.Time
+	replay  *replaySource // nil for a flush
 
 	progressDone  atomic.Int64
 	progressTotal int64
@@ -196,8 +206,12 @@ type flusher struct {
 
 // Flush runs the commit protocol until the spool has no sealed segment left.
 func Flush(ctx context.Context, opts Options) (*Summary, error) {
+	return run(ctx, opts, nil)
+}
+
+func run(ctx context.Context, opts Options, replay *replaySource) (*Summary, error) {
 	opts.defaults()
-	f := &flusher{opts: opts, log: opts.Logger, spool: opts.Spool, start: opts.Now(),
+	f := &flusher{opts: opts, log: opts.Logger, spool: opts.Spool, start: opts.Now(), replay: replay,
 		sum: &Summary{Tables: map[string]layout.TableStats{}, DryRun: opts.DryRun, Manifests: []string{}}}
 	defer func() {
 		f.sum.Duration = opts.Now().Sub(f.start)
@@ -241,6 +255,9 @@ func Flush(ctx context.Context, opts Options) (*Summary, error) {
 	// An unfinished plan's segments stay in events/ until it finishes, so
 	// the backlog counts them already.
 	_, total, err := f.spool.Backlog()
+	if replay != nil {
+		total, err = replay.open(f)
+	}
 	if err != nil {
 		return f.sum, err
 	}
@@ -251,6 +268,10 @@ func Flush(ctx context.Context, opts Options) (*Summary, error) {
 			return f.sum, fmt.Errorf("plan %s from an earlier flush is unfinished; run without --dry-run to finish it", p.ID)
 		}
 		f.log.Warn("resuming a plan an earlier flush left unfinished", "plan", p.ID, "segments", len(p.Segments))
+		if p.Destination != "" && p.Destination != f.dest {
+			return f.sum, fmt.Errorf("%w: plan %s writes to destination %s, this run to %s: finish it with the bucket and prefix it began with",
+				ErrOtherDestination, p.ID, p.Destination, f.dest)
+		}
 		if err := f.redo(ctx, p); err != nil {
 			return f.sum, err
 		}
@@ -260,14 +281,17 @@ func Flush(ctx context.Context, opts Options) (*Summary, error) {
 		if err := ctx.Err(); err != nil {
 			return f.sum, err
 		}
-		p, err := nextPlan(f.spool, f.node, opts.MaxPlanBytes, opts.Workers, opts.Now())
-		if err != nil {
+		var p *Plan
+		if replay != nil {
+			p = replay.next(f)
+		} else if p, err = nextPlan(f.spool, f.node, opts.MaxPlanBytes, opts.Workers, opts.Now()); err != nil {
 			return f.sum, err
 		}
 		if p == nil {
 			break
 		}
-		if err := f.run(ctx, p); err != nil {
+		p.Destination = f.dest
+		if err := f.runPlan(ctx, p); err != nil {
 			return f.sum, err
 		}
 		f.sum.Plans++
@@ -287,7 +311,8 @@ func Flush(ctx context.Context, opts Options) (*Summary, error) {
 }
 
 // tidy drops what has aged out: dedupe history past the window, committed
-// segments past retention. A failure is logged; the next flush tries again.
+// segments past retention (not during a replay, which reads them). A
+// failure is logged; the next flush tries again.
 func (f *flusher) tidy() {
 	cutoff := f.opts.Now().Add(-f.opts.DedupeWindow)
 	if st, err := f.index.Maintain(cutoff); err != nil {
@@ -299,6 +324,9 @@ func (f *flusher) tidy() {
 	if _, err := dedupe.ExpireLegacy(f.spool.DedupeHistory(), cutoff); err != nil {
 		f.log.Warn("expire dedupe history", "err", err)
 	}
+	if f.replay != nil {
+		return
+	}
 	if n, err := f.spool.Prune(f.opts.Now().Add(-f.opts.Retain)); err != nil {
 		f.log.Warn("prune done segments", "err", err)
 	} else if n > 0 {
@@ -306,8 +334,8 @@ func (f *flusher) tidy() {
 	}
 }
 
-// run takes a new plan through every step.
-func (f *flusher) run(ctx context.Context, p *Plan) error {
+// runPlan takes a new plan through every step.
+func (f *flusher) runPlan(ctx context.Context, p *Plan) error {
 	f.progressPlan++
 	if !f.opts.DryRun {
 		if err := f.journal.write(p); err != nil {
@@ -422,7 +450,19 @@ func (f *flusher) finish(p *Plan) error {
 		return err
 	}
 	now := f.opts.Now()
+	if p.Replay {
+		// The segments stay in done/; the replay's cursor moves past them.
+		if err := writeReplayCursor(f.spool, p.Destination, p.Segments[len(p.Segments)-1].Path); err != nil {
+			return err
+		}
+		if err := f.opts.Crash(StepSegmentMoved); err != nil {
+			return err
+		}
+	}
 	for i, s := range p.Segments {
+		if p.Replay {
+			break
+		}
 		if err := f.spool.Commit(s.Path, now); err != nil {
 			return err
 		}

@@ -62,6 +62,9 @@ func (f *flusher) resolveKeys(ctx context.Context, p *Plan) (*keyResult, error) 
 						if err != nil {
 							continue // no key: the conversion quarantines it
 						}
+						if !p.Filter.keeps(k.Table, k.Time) {
+							continue // a replay leaves it out: no key, not a duplicate
+						}
 						local.Add(it.base+i, k.Key)
 						if legacy {
 							local.AddLegacy(it.base+i, dedupe.LegacyKey(raw, k.ID))

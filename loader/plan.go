@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -26,6 +27,42 @@ type Plan struct {
 	// Correctness does not rest on that: undo deletes every object the
 	// first attempt journaled before the redo writes any.
 	Workers int `json:"workers"`
+	// Destination is the id of the destination the plan writes to; a redo
+	// refuses another.
+	Destination string `json:"destination,omitempty"`
+	// Replay marks a plan of committed segments (sgload replay): they stay
+	// in done/, and Filter may leave events out.
+	Replay bool    `json:"replay,omitempty"`
+	Filter *Filter `json:"filter,omitempty"`
+}
+
+// Filter chooses which events a replay loads.
+type Filter struct {
+	// Since and Until bound the event's own time (timestamp), [Since, Until).
+	Since time.Time `json:"since,omitzero"`
+	Until time.Time `json:"until,omitzero"`
+	// Types are the event tables to load; empty means all.
+	Types []string `json:"types,omitempty"`
+	// Events, when set, leaves object snapshots out.
+	EventsOnly bool `json:"events_only,omitempty"`
+}
+
+// keeps reports whether the filter loads an event of table at micros (0:
+// no readable time, which a time bound leaves out).
+func (f *Filter) keeps(table string, micros int64) bool {
+	if f == nil {
+		return true
+	}
+	if len(f.Types) > 0 && !slices.Contains(f.Types, table) {
+		return false
+	}
+	if !f.Since.IsZero() && (micros == 0 || micros < f.Since.UnixMicro()) {
+		return false
+	}
+	if !f.Until.IsZero() && (micros == 0 || micros >= f.Until.UnixMicro()) {
+		return false
+	}
+	return true
 }
 
 // PlanSegment is a segment in a plan, by its path under the spool root.

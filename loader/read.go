@@ -52,6 +52,9 @@ func (b bodies) put(rec *spool.Record) {
 
 // readPlan sends every record of p's segments, in order, to fn.
 func readPlan(ctx context.Context, root string, p *Plan, bufs bodies, fn func(item) error) error {
+	if p.Replay { // a replay reads committed segments where they are kept
+		root = filepath.Join(root, spool.DoneDir)
+	}
 	seq, base := 0, 0
 	for si, s := range p.Segments {
 		path := filepath.Join(root, s.Path)

@@ -117,9 +117,9 @@ func Verify(ctx context.Context, o VerifyOptions) (*VerifyReport, error) {
 		if rows != m.Rows {
 			rep.problem("manifest %s says %d rows, its files %d", k, m.Rows, rows)
 		}
-		if got := m.Rows + m.Duplicates.Total() + m.QuarantinedEvents; got != m.Events {
-			rep.problem("manifest %s: %d events in, but %d rows + %d duplicates + %d quarantined = %d",
-				k, m.Events, m.Rows, m.Duplicates.Total(), m.QuarantinedEvents, got)
+		if got := m.Rows + m.Duplicates.Total() + m.QuarantinedEvents + m.Skipped; got != m.Events {
+			rep.problem("manifest %s: %d events in, but %d rows + %d duplicates + %d quarantined + %d skipped = %d",
+				k, m.Events, m.Rows, m.Duplicates.Total(), m.QuarantinedEvents, m.Skipped, got)
 		}
 	}
 	for _, r := range rewrites {
@@ -275,15 +275,25 @@ func verifySpool(o VerifyOptions, manifests map[string]*layout.Manifest, rep *Ve
 		rep.problem("plan %s is unfinished: run sgload flush to finish it", p.ID)
 	}
 	committed := map[string]layout.ManifestSegment{} // segment path -> stats
+	replayed := map[string]layout.ManifestSegment{}  // the same from replays, for destinations flush never wrote to
 	for k, m := range manifests {
 		if m.Node != node {
 			continue
 		}
 		for _, s := range m.Segments {
+			if m.Kind != "" {
+				replayed[s.Path] = s
+				continue
+			}
 			if _, dup := committed[s.Path]; dup {
 				rep.problem("segment %s is in two manifests (one is %s)", s.Path, k)
 			}
 			committed[s.Path] = s
+		}
+	}
+	for p, s := range replayed {
+		if _, ok := committed[p]; !ok {
+			committed[p] = s
 		}
 	}
 	// Erasures (sgload forget) took records and events from committed

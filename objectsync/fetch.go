@@ -445,3 +445,55 @@ func downloadContacts(ctx context.Context, f *fetch, u string, emit emitFunc) er
 	}
 	return flush()
 }
+
+// activityMessages reads the Email Activity API's messages (GET
+// /v3/messages), which keeps 30 days: by windows of last_event_time (the
+// whole 30 days in full mode, from since in incremental mode), each halved
+// while its answer is full, since the API returns at most limit messages
+// and no page token.
+func activityMessages(limit int) fetcher {
+	return func(ctx context.Context, f *fetch, emit emitFunc) error {
+		to := time.Now().UTC().Truncate(time.Second).Add(time.Second)
+		from := f.since
+		if from.IsZero() || from.Before(to.Add(-30*24*time.Hour)) {
+			from = to.Add(-30 * 24 * time.Hour)
+		}
+		var window func(from, to time.Time) error
+		window = func(from, to time.Time) error {
+			if err := f.page(); err != nil {
+				return err
+			}
+			q := url.Values{"limit": {strconv.Itoa(limit)}, "query": {fmt.Sprintf(`last_event_time BETWEEN TIMESTAMP "%s" AND TIMESTAMP "%s"`,
+				from.Format(time.RFC3339), to.Add(-time.Second).Format(time.RFC3339))}}
+			resp, err := f.api.Get(ctx, "/v3/messages", q)
+			if err != nil {
+				return err
+			}
+			objs, err := items(resp.Body, "messages")
+			if err != nil {
+				return fmt.Errorf("/v3/messages: %w", err)
+			}
+			if len(objs) >= limit && to.Sub(from) > time.Second {
+				mid := from.Add(to.Sub(from) / 2).Truncate(time.Second)
+				if !mid.After(from) {
+					mid = from.Add(time.Second)
+				}
+				if err := window(from, mid); err != nil {
+					return err
+				}
+				return window(mid, to)
+			}
+			return emit(objs)
+		}
+		for w := from; w.Before(to); w = w.Add(24 * time.Hour) {
+			end := w.Add(24 * time.Hour)
+			if end.After(to) {
+				end = to
+			}
+			if err := window(w, end); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+}

@@ -3,18 +3,12 @@ package objectsync
 import (
 	"context"
 	"fmt"
-	"io"
-	"net/http"
-	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
-	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/sgload/sgload/internal/duckcheck"
+	"github.com/sgload/sgload/internal/prismtest"
 	"github.com/sgload/sgload/internal/testbucket"
 	"github.com/sgload/sgload/loader"
 	"github.com/sgload/sgload/sendgrid"
@@ -22,72 +16,18 @@ import (
 )
 
 // specFor routes an API path to the SendGrid spec file that describes it.
-var specFor = []struct{ prefix, spec string }{
-	{"/v3/contactdb/", "tsg_lmc_contactdb_v3.json"},
-	{"/v3/campaigns", "tsg_lmc_campaigns_v3.json"},
-	{"/v3/marketing/lists", "tsg_mc_lists_v3.json"},
-	{"/v3/marketing/segments/2.0", "tsg_mc_segments_2.0_v3.json"},
-	{"/v3/marketing/contacts", "tsg_mc_contacts_v3.json"},
-	{"/v3/marketing/singlesends", "tsg_mc_singlesends_v3.json"},
-	{"/v3/marketing/field_definitions", "tsg_mc_custom_fields_v3.json"},
-	{"/v3/suppression/", "tsg_suppressions_v3.json"},
-	{"/v3/asm/", "tsg_suppressions_v3.json"},
-	{"/v3/templates", "tsg_templates_v3.json"},
-}
-
-// prismProxy fronts the Prism servers (one per spec file, started by
-// scripts/emulators.sh) with one base URL, and records every answer.
-type prismProxy struct {
-	*httptest.Server
-	mu      sync.Mutex
-	refused []string
-	calls   map[string]int
-}
-
-func newPrismProxy(t *testing.T) *prismProxy {
-	t.Helper()
-	env := os.Getenv("SGLOAD_TEST_PRISM")
-	if env == "" {
-		if os.Getenv("SGLOAD_REQUIRE_EMULATORS") != "" {
-			t.Fatal("SGLOAD_TEST_PRISM is not set: run make test, which starts Prism")
-		}
-		t.Skip("no Prism (run make test)")
-	}
-	targets := map[string]*url.URL{}
-	for _, kv := range strings.Fields(env) {
-		name, u, _ := strings.Cut(kv, "=")
-		targets[name], _ = url.Parse(u)
-	}
-	p := &prismProxy{calls: map[string]int{}}
-	p.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		for _, route := range specFor {
-			if strings.HasPrefix(r.URL.Path, route.prefix) {
-				target := targets[route.spec]
-				if target == nil {
-					t.Errorf("no Prism for %s", route.spec)
-					w.WriteHeader(502)
-					return
-				}
-				rp := httputil.NewSingleHostReverseProxy(target)
-				rp.ModifyResponse = func(resp *http.Response) error {
-					p.mu.Lock()
-					defer p.mu.Unlock()
-					p.calls[r.URL.Path]++
-					if resp.StatusCode >= 400 {
-						body, _ := io.ReadAll(io.LimitReader(resp.Body, 2000))
-						p.refused = append(p.refused, r.Method+" "+r.URL.String()+" -> "+resp.Status+" "+resp.Header.Get("sl-violations")+" "+string(body))
-					}
-					return nil
-				}
-				rp.ServeHTTP(w, r)
-				return
-			}
-		}
-		t.Errorf("no spec routes %s", r.URL.Path)
-		w.WriteHeader(404)
-	}))
-	t.Cleanup(p.Close)
-	return p
+var specFor = []prismtest.Route{
+	{Prefix: "/v3/contactdb/", Spec: "tsg_lmc_contactdb_v3.json"},
+	{Prefix: "/v3/campaigns", Spec: "tsg_lmc_campaigns_v3.json"},
+	{Prefix: "/v3/marketing/lists", Spec: "tsg_mc_lists_v3.json"},
+	{Prefix: "/v3/marketing/segments/2.0", Spec: "tsg_mc_segments_2.0_v3.json"},
+	{Prefix: "/v3/marketing/contacts", Spec: "tsg_mc_contacts_v3.json"},
+	{Prefix: "/v3/marketing/singlesends", Spec: "tsg_mc_singlesends_v3.json"},
+	{Prefix: "/v3/marketing/field_definitions", Spec: "tsg_mc_custom_fields_v3.json"},
+	{Prefix: "/v3/suppression/", Spec: "tsg_suppressions_v3.json"},
+	{Prefix: "/v3/asm/", Spec: "tsg_suppressions_v3.json"},
+	{Prefix: "/v3/templates", Spec: "tsg_templates_v3.json"},
+	{Prefix: "/v3/messages", Spec: "tsg_email_activity_v3.json"},
 }
 
 // TestRequestsAcceptedBySendGridSpecs syncs every collection against
@@ -100,7 +40,7 @@ func newPrismProxy(t *testing.T) *prismProxy {
 // checks that creating and polling the job are accepted; the scripted
 // server in sync_test.go covers the rest of that flow.
 func TestRequestsAcceptedBySendGridSpecs(t *testing.T) {
-	p := newPrismProxy(t)
+	p := prismtest.New(t, specFor)
 	api, err := sendgrid.New(p.URL, "SG.prism-test-key", "", nil)
 	if err != nil {
 		t.Fatal(err)
@@ -112,9 +52,7 @@ func TestRequestsAcceptedBySendGridSpecs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, r := range p.refused {
+	for _, r := range p.Refused() {
 		t.Errorf("the spec refused a request: %s", r)
 	}
 	rows, complete := snapshots(t, root)
@@ -124,8 +62,8 @@ func TestRequestsAcceptedBySendGridSpecs(t *testing.T) {
 			if r.Err() == nil || !strings.Contains(r.Error, `still "pending"`) {
 				t.Errorf("mc_contacts: %v; want the export job created and polled until the wait ran out", r.Err())
 			}
-			if p.calls["/v3/marketing/contacts/exports"] != 1 || p.calls["/v3/marketing/contacts/exports/string"] < 1 {
-				t.Errorf("export job calls: %v", p.calls)
+			if p.Calls("/v3/marketing/contacts/exports") != 1 || p.Calls("/v3/marketing/contacts/exports/string") < 1 {
+				t.Errorf("export job calls: %d create, %d poll", p.Calls("/v3/marketing/contacts/exports"), p.Calls("/v3/marketing/contacts/exports/string"))
 			}
 		case r.Err() != nil:
 			t.Errorf("%s: %v", r.Collection, r.Err())
@@ -133,8 +71,8 @@ func TestRequestsAcceptedBySendGridSpecs(t *testing.T) {
 			// A known defect of the spec: it declares GET /v3/marketing/segments/2.0
 			// to return one segment, where the API returns {"results": [...]}, so
 			// the mock's answer holds no list. The request was accepted.
-			if complete[r.Collection] != 1 || p.calls["/v3/marketing/segments/2.0"] != 1 {
-				t.Errorf("mc_segments: %d complete snapshots, %d calls", complete[r.Collection], p.calls["/v3/marketing/segments/2.0"])
+			if complete[r.Collection] != 1 || p.Calls("/v3/marketing/segments/2.0") != 1 {
+				t.Errorf("mc_segments: %d complete snapshots, %d calls", complete[r.Collection], p.Calls("/v3/marketing/segments/2.0"))
 			}
 		case rows[r.Collection] == 0 || complete[r.Collection] != 1:
 			t.Errorf("%s: %d rows, %d complete snapshots in the spool", r.Collection, rows[r.Collection], complete[r.Collection])

@@ -53,6 +53,7 @@ var sources = map[string]source{
 	"unsubscribe_groups":        {single("/v3/asm/groups", "", nil), "asm.groups.read"},
 	"unsubscribe_group_members": {groupMembers, "asm.groups.read"},
 	"templates":                 {tokenPages("/v3/templates", "result", url.Values{"generations": {"legacy,dynamic"}, "page_size": {"200"}}), "templates.read"},
+	"messages":                  {activityMessages(1000), "email_activity.read"},
 }
 
 // Options configure a sync.

@@ -52,6 +52,18 @@ func newFakeAPI(t *testing.T) *fakeAPI {
 	return f
 }
 
+// activityWindow reads the Email Activity API's time window query.
+func activityWindow(q string) (from, to time.Time, err error) {
+	var a, b string
+	if _, err := fmt.Sscanf(q, `last_event_time BETWEEN TIMESTAMP %q AND TIMESTAMP %q`, &a, &b); err != nil {
+		return from, to, err
+	}
+	if from, err = time.Parse(time.RFC3339, a); err == nil {
+		to, err = time.Parse(time.RFC3339, b)
+	}
+	return from, to, err
+}
+
 func (f *fakeAPI) client(t *testing.T) (*sendgrid.Client, *[]time.Duration) {
 	c, err := sendgrid.New(f.srv.URL, key, "", nil)
 	if err != nil {
@@ -177,6 +189,24 @@ func (f *fakeAPI) serve(w http.ResponseWriter, r *http.Request) {
 			bs = []any{}
 		}
 		writeJSON(w, bs)
+	case p == "/v3/messages":
+		// 2,500 messages, one a minute: more than the API's 1,000
+		// in a day, so windows must be halved.
+		from, to, err := activityWindow(q.Get("query"))
+		if err != nil || q.Get("limit") != "1000" {
+			w.WriteHeader(400)
+			fmt.Fprintf(w, `{"errors":[{"message":"bad query %q: %v"}]}`, q.Get("query"), err)
+			return
+		}
+		var ms []any
+		for i := range 2500 {
+			at := f.now().Add(-time.Duration(i) * time.Minute).UTC().Truncate(time.Second)
+			if !at.Before(from) && !at.After(to) && len(ms) < 1000 {
+				ms = append(ms, map[string]any{"msg_id": fmt.Sprintf("m%d", i), "to_email": "x@example.com", "status": "delivered",
+					"opens_count": i % 3, "clicks_count": 0, "last_event_time": at.Format(time.RFC3339)})
+			}
+		}
+		writeJSON(w, map[string]any{"messages": ms})
 	case p == "/v3/asm/groups":
 		writeJSON(w, []any{map[string]any{"id": 11, "name": "news", "is_default": true, "unsubscribes": 2}, map[string]any{"id": 12, "name": "promo"}})
 	case strings.HasPrefix(p, "/v3/asm/groups/"):
@@ -274,7 +304,8 @@ func TestSyncEveryCollection(t *testing.T) {
 	rows, complete := snapshots(t, root)
 	want := map[string]int{"lists": 3, "segments": 1, "recipients": 2500, "campaigns": 150, "mc_lists": 5, "mc_segments": 1,
 		"mc_contacts": 1502, "singlesends": 1, "field_definitions": 2, "bounces": 1200, "blocks": 3, "spam_reports": 3,
-		"invalid_emails": 3, "global_unsubscribes": 3, "unsubscribe_groups": 2, "unsubscribe_group_members": 4, "templates": 1}
+		"invalid_emails": 3, "global_unsubscribes": 3, "unsubscribe_groups": 2, "unsubscribe_group_members": 4, "templates": 1,
+		"messages": 2500}
 	for coll, n := range want {
 		if rows[coll] != n || complete[coll] != 1 {
 			t.Errorf("%s: %d rows in %d complete snapshots; want %d in 1", coll, rows[coll], complete[coll], n)

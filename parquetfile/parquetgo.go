@@ -25,7 +25,15 @@ type Options struct {
 	PageBytes int
 	// KeyValue is written into the footer's key-value metadata.
 	KeyValue map[string]string
+	// BloomColumns get a split-block Bloom filter per row group (10 bits a
+	// value), so engines skip the row groups an equality filter on them
+	// (one message, one event, one address) cannot match.
+	BloomColumns []string
 }
+
+// LookupColumns are the columns people look single rows up by; long-lived
+// files (compaction's) carry Bloom filters for them.
+var LookupColumns = []string{"sg_message_id", "sg_event_id", "email"}
 
 // Writer writes Parquet with github.com/parquet-go/parquet-go, column by
 // column from the batch: no per-row structs, no reflection.
@@ -85,6 +93,15 @@ func NewWriter(out io.Writer, t *schema.Table, opts Options) *Writer {
 	}
 	for k, v := range opts.KeyValue {
 		wopts = append(wopts, parquet.KeyValueMetadata(k, v))
+	}
+	var blooms []parquet.BloomFilterColumn
+	for _, name := range opts.BloomColumns {
+		if i := t.Index(name); i >= 0 && t.Columns[i].Kind == schema.String {
+			blooms = append(blooms, parquet.SplitBlockFilter(10, name))
+		}
+	}
+	if len(blooms) > 0 {
+		wopts = append(wopts, parquet.BloomFilters(blooms...))
 	}
 	// Min/max page bounds help engines skip pages when filtering on a
 	// column; for long free text nobody filters on, they only cost time.

@@ -71,7 +71,7 @@ func (o *outputs) open() error {
 	o.f, o.sum, o.count = f, md5.New(), &countWriter{}
 	o.bw = bufio.NewWriterSize(io.MultiWriter(f, o.sum, o.count), 256<<10)
 	if o.w == nil {
-		o.w = parquetfile.NewWriter(o.bw, o.table, parquetfile.Options{})
+		o.w = parquetfile.NewWriter(o.bw, o.table, parquetfile.Options{BloomColumns: parquetfile.LookupColumns})
 	} else {
 		o.w.Reset(o.bw)
 	}

@@ -37,8 +37,8 @@ type Options struct {
 	// TargetFileBytes is the size outputs roll at (256 MiB); partitions
 	// with fewer than two files below it are left alone.
 	TargetFileBytes int64
-	// RowGroupRows and RowGroupBytes size the outputs' row groups (128k
-	// rows, 64 MiB of rows in memory).
+	// RowGroupRows and RowGroupBytes size the outputs' row groups (64k
+	// rows, 32 MiB of rows in memory).
 	RowGroupRows  int
 	RowGroupBytes int64
 	// MinAge leaves files younger than this for the next run (1 h), so a
@@ -49,7 +49,7 @@ type Options struct {
 	// RetainDays, when positive, deletes event partitions whose day is
 	// older than this many days.
 	RetainDays int
-	// MemoryBytes bounds the rows held for sorting (64 MiB).
+	// MemoryBytes bounds the rows held for sorting (48 MiB).
 	MemoryBytes int64
 	// LeaseTTL is how long a partition lease lasts unless renewed (10 min).
 	LeaseTTL time.Duration
@@ -71,10 +71,10 @@ func (o *Options) defaults() {
 		o.TargetFileBytes = 256 << 20
 	}
 	if o.RowGroupRows <= 0 {
-		o.RowGroupRows = 128 << 10
+		o.RowGroupRows = 64 << 10
 	}
 	if o.RowGroupBytes <= 0 {
-		o.RowGroupBytes = 64 << 20
+		o.RowGroupBytes = 32 << 20
 	}
 	if o.MinAge < 0 {
 		o.MinAge = 0
@@ -83,7 +83,7 @@ func (o *Options) defaults() {
 		o.Grace = 0
 	}
 	if o.MemoryBytes <= 0 {
-		o.MemoryBytes = 64 << 20
+		o.MemoryBytes = 48 << 20
 	}
 	if o.LeaseTTL <= 0 {
 		o.LeaseTTL = 10 * time.Minute

@@ -67,6 +67,8 @@ type KeyReader struct {
 // EventKey is what the dedupe rule needs to know of an event.
 type EventKey struct {
 	Table string
+	// Time is the event's own time in Unix microseconds, 0 when unreadable.
+	Time int64
 	// ID is the sg_event_id (nil when the event has none); valid until the
 	// next call.
 	ID  []byte
@@ -93,6 +95,11 @@ func (k *KeyReader) Parse(raw []byte) (*fastjson.Value, EventKey, error) {
 	var m ruleMembers
 	obj.Visit(m.see)
 	out := EventKey{Table: eventTable(m.event, &k.c.buf, nil)}
+	if m.timestamp != nil {
+		if us, ok := toMicros(m.timestamp); ok {
+			out.Time = us
+		}
+	}
 	out.ID, out.Key = k.c.key(out.Table, m.id, v)
 	return v, out, nil
 }

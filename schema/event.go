@@ -23,6 +23,7 @@ var metaColumns = []Column{
 // did not expect it still lands in its typed column, and the activity view
 // is a plain UNION ALL.
 var eventColumns = append(append([]Column{}, metaColumns...), []Column{
+	{Name: "_source", Kind: String, Doc: "where sgload got the event: webhook (the Event Webhook) or logs_api (sgload backfill, from the Email Logs API); null in files written before sgload recorded it, which came from the webhook"},
 	{Name: "event", Kind: String, Doc: "event type as sent"},
 	{Name: "email", Kind: String, Doc: "recipient; null on some dropped events, absent on account events"},
 	{Name: "timestamp", Kind: Timestamp, Doc: "when the event happened (UTC); from Unix seconds, or ms/µs when the number is that large, or a numeric string"},
@@ -125,7 +126,15 @@ type Meta struct {
 	Sequence   int64
 	ReceivedAt int64 // Unix microseconds
 	Node       string
+	// Source is SourceWebhook (when empty) or SourceLogsAPI.
+	Source string
 }
+
+// Where events come from (the _source column).
+const (
+	SourceWebhook = "webhook"
+	SourceLogsAPI = "logs_api"
+)
 
 // Event is one parsed event, between EventMapper.Parse and Append.
 type Event struct {
@@ -167,7 +176,7 @@ type field struct {
 }
 
 type eventIndexes struct {
-	seq, recv, node, custom, fingerprint, raw, errs int
+	seq, recv, node, source, custom, fingerprint, raw, errs int
 }
 
 var eventTemplate = EventTable("x")
@@ -176,7 +185,7 @@ var eventTemplate = EventTable("x")
 func NewEventMapper() *EventMapper {
 	t := eventTemplate
 	return &EventMapper{tables: map[string]string{}, cols: eventIndexes{
-		seq: t.MustIndex("_sequence"), recv: t.MustIndex("_received_at"), node: t.MustIndex("_node"),
+		seq: t.MustIndex("_sequence"), recv: t.MustIndex("_received_at"), node: t.MustIndex("_node"), source: t.MustIndex("_source"),
 		custom: t.MustIndex("custom_args"), fingerprint: t.MustIndex("_fingerprint"), raw: t.MustIndex("_raw"),
 		errs: t.MustIndex("_errors"),
 	}}
@@ -218,6 +227,10 @@ func (m *EventMapper) Append(b *Batch, e *Event, meta Meta) {
 	b.SetInt64(c.seq, meta.Sequence)
 	b.SetInt64(c.recv, meta.ReceivedAt)
 	b.SetString(c.node, []byte(meta.Node))
+	if meta.Source == "" {
+		meta.Source = SourceWebhook
+	}
+	b.SetString(c.source, []byte(meta.Source))
 	m.custom = append(m.custom[:0], '{')
 	for _, fd := range m.fields {
 		if fd.f != nil {

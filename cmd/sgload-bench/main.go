@@ -1,7 +1,9 @@
 // Command sgload-bench measures sgload's hot paths against a baseline taken
-// in the same run: `ingest` (serve vs. the disk's own append+fsync rate) and
-// `flush` (flush vs. DuckDB's NDJSON-to-Parquet COPY). make bench-ingest and
-// make bench-flush run it; BENCHMARKS.md records the results.
+// in the same run: `ingest` (serve vs. the disk's own append+fsync rate),
+// `flush` (flush vs. DuckDB's NDJSON-to-Parquet COPY) and `compact`
+// (compaction vs. DuckDB's sorted merge, and queries before and after).
+// make bench-ingest, bench-flush and bench-compact run it; BENCHMARKS.md
+// records the results.
 package main
 
 import (
@@ -17,7 +19,7 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: sgload-bench ingest|flush|spool [flags]")
+		fmt.Fprintln(os.Stderr, "usage: sgload-bench ingest|flush|compact|spool [flags]")
 		os.Exit(2)
 	}
 	var err error
@@ -30,6 +32,12 @@ func main() {
 		err = benchFlush(ctx, os.Args[2:])
 	case "duckdb-copy":
 		err = duckCopy(os.Args[2:])
+	case "compact":
+		err = benchCompact(ctx, os.Args[2:])
+	case "duckdb-merge":
+		err = duckMerge(os.Args[2:])
+	case "duckdb-queries":
+		err = duckQueries(os.Args[2:])
 	default:
 		err = fmt.Errorf("unknown benchmark %q", os.Args[1])
 	}

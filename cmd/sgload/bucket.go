@@ -38,7 +38,9 @@ func openBucket(ctx context.Context, c *cli.Context) (*bucket.Bucket, error) {
 }
 
 // prefix is --prefix without surrounding slashes.
-func prefix(c *cli.Context) string { return strings.Trim(c.String("prefix"), "/") }
+func prefix(c *cli.Context) string { return trimSlashes(c.String("prefix")) }
+
+func trimSlashes(s string) string { return strings.Trim(s, "/") }
 
 // openSpool opens --spool, which must exist (only serve creates a spool):
 // a mistyped path is an error, never a new empty spool.

@@ -22,7 +22,7 @@ func compactFlags() []cli.Flag {
 			Usage: "delete event partitions whose day is older than this many days (0: keep everything)"},
 		&cli.DurationFlag{Name: "lease-ttl", Value: 10 * time.Minute, EnvVars: []string{"SGLOAD_LEASE_TTL"}, Category: "Compaction:",
 			Usage: "a partition lease lapses this long after its holder last renewed it (a holder that dies)"},
-		&cli.GenericFlag{Name: "sort-memory-bytes", Value: sizeFlag(64 << 20), EnvVars: []string{"SGLOAD_SORT_MEMORY_BYTES"}, Category: "Compaction:",
+		&cli.GenericFlag{Name: "sort-memory-bytes", Value: sizeFlag(48 << 20), EnvVars: []string{"SGLOAD_SORT_MEMORY_BYTES"}, Category: "Compaction:",
 			Usage: "rows held in memory while sorting a partition; the rest is sorted in runs on local disk"},
 		&cli.StringFlag{Name: "work-dir", EnvVars: []string{"SGLOAD_WORK_DIR"}, Category: "Compaction:",
 			Usage: "local folder for sort runs and files before upload (default: the system's temp folder)"},
@@ -41,7 +41,7 @@ func compactCommand() *cli.Command {
 			"Partitions are leased in the bucket, so several compactors and flushes can run at once.\n" +
 			"Exit codes: 0 done, 1 failed (rerun: it finishes or undoes what was interrupted), 2 bad flags.",
 		OnUsageError: onUsageError,
-		Flags:        append(append(bucketFlags(), compactFlags()...), jsonFlag("summary"), progressFlag()),
+		Flags:        append(append(bucketFlags(), compactFlags()...), memoryLimitFlag(), jsonFlag("summary"), progressFlag()),
 		Action:       runCompact,
 	}
 }
@@ -74,6 +74,7 @@ func runCompact(c *cli.Context) error {
 		return err
 	}
 	defer closeBucket()
+	setMemoryLimit(c)
 	if c.Int("retain-days") < 0 {
 		return usageError(fmt.Errorf("--retain-days %d", c.Int("retain-days")), "use a number of days, or 0 to keep everything")
 	}

@@ -39,8 +39,7 @@ func flushCommand() *cli.Command {
 				Usage: "end a row group when its rows take this much memory before encoding"},
 			&cli.GenericFlag{Name: "memory-bytes", Value: sizeFlag(32 << 20), EnvVars: []string{"SGLOAD_MEMORY_BYTES"}, Category: "Tuning:",
 				Usage: "rows buffered across all partitions before the largest is written out"},
-			&cli.GenericFlag{Name: "memory-limit", Value: sizeFlag(224 << 20), EnvVars: []string{"SGLOAD_MEMORY_LIMIT"}, Category: "Tuning:",
-				Usage: "soft limit for the Go heap (GOMEMLIMIT, which wins when set); 0 for none"},
+			memoryLimitFlag(),
 			&cli.DurationFlag{Name: "dedupe-window", Value: 72 * time.Hour, EnvVars: []string{"SGLOAD_DEDUPE_WINDOW"}, Category: "Tuning:",
 				Usage: "how long event keys are remembered to drop later duplicates"},
 			&cli.DurationFlag{Name: "retain", Value: 72 * time.Hour, EnvVars: []string{"SGLOAD_RETAIN"}, Category: "Tuning:",
@@ -56,11 +55,7 @@ func runFlush(c *cli.Context) error {
 		return err
 	}
 	log = log.With("component", "flush")
-	if lim := sizeValue(c, "memory-limit"); lim > 0 && os.Getenv("GOMEMLIMIT") == "" {
-		// Flush's own buffers are bounded by the flags above; the limit keeps
-		// the garbage collector from letting the heap float to twice that.
-		debug.SetMemoryLimit(lim)
-	}
+	setMemoryLimit(c)
 	opts, closeBucket, err := loaderOptions(c)
 	if err != nil {
 		return err
@@ -83,19 +78,40 @@ func runFlush(c *cli.Context) error {
 	sum, err := loader.Flush(c.Context, opts)
 	prog.done()
 	if err != nil {
-		switch {
-		case errors.Is(err, spool.ErrBusy):
-			return err // exitCode maps it
-		case errors.Is(err, loader.ErrPreflight):
-			return failure(err, "check the bucket exists and the credentials in the environment can write, read and delete in it")
-		}
-		return failure(err, "rerun sgload flush: it finishes or redoes the interrupted plan")
+		return flushFailure(err)
 	}
 	if c.Bool("json") {
 		return printJSON(c.App.Writer, sum)
 	}
 	fmt.Fprintln(c.App.Writer, summaryLine(sum))
 	return nil
+}
+
+func memoryLimitFlag() cli.Flag {
+	return &cli.GenericFlag{Name: "memory-limit", Value: sizeFlag(224 << 20), EnvVars: []string{"SGLOAD_MEMORY_LIMIT"}, Category: "Tuning:",
+		Usage: "soft limit for the Go heap (GOMEMLIMIT, which wins when set); 0 for none"}
+}
+
+// setMemoryLimit applies --memory-limit. The commands' own buffers are
+// bounded by their flags; the limit keeps the garbage collector from
+// letting the heap float to twice that.
+func setMemoryLimit(c *cli.Context) {
+	if lim := sizeValue(c, "memory-limit"); lim > 0 && os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(lim)
+	}
+}
+
+// flushFailure maps a failed flush or replay to its exit code and hint.
+func flushFailure(err error) error {
+	switch {
+	case errors.Is(err, spool.ErrBusy):
+		return err // exitCode maps it
+	case errors.Is(err, loader.ErrPreflight):
+		return failure(err, "check the bucket exists and the credentials in the environment can write, read and delete in it")
+	case errors.Is(err, loader.ErrOtherDestination):
+		return usageError(err, "")
+	}
+	return failure(err, "rerun: it finishes or redoes the interrupted plan")
 }
 
 func summaryLine(s *loader.Summary) string {

@@ -37,7 +37,7 @@ func forgetCommand() *cli.Command {
 				Usage: "a file of addresses to erase, one per line"},
 			&cli.BoolFlag{Name: "no-spool", EnvVars: []string{"SGLOAD_NO_SPOOL"}, Usage: "erase from the bucket only"},
 			&cli.BoolFlag{Name: "no-bucket", EnvVars: []string{"SGLOAD_NO_BUCKET"}, Usage: "erase from the spool only"},
-			jsonFlag("summary"), progressFlag(),
+			jsonFlag("summary"), progressFlag(), memoryLimitFlag(),
 		}, bucketFlags()...), compactFlags()...),
 		Action: runForget,
 	}
@@ -70,6 +70,7 @@ func runForget(c *cli.Context) error {
 		return err
 	}
 	log = log.With("component", "forget")
+	setMemoryLimit(c)
 	addrs, err := forgetAddresses(c)
 	if err != nil {
 		return err

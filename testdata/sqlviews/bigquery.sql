@@ -10,6 +10,7 @@ CREATE OR REPLACE EXTERNAL TABLE `acme-project.sendgrid.events_raw` (
   `_sequence` INT64,
   `_received_at` TIMESTAMP,
   `_node` STRING,
+  `_source` STRING,
   `event` STRING,
   `email` STRING,
   `timestamp` TIMESTAMP,
@@ -537,6 +538,43 @@ SELECT h.* FROM `acme-project.sendgrid.mc_segments_history` AS h
 JOIN `acme-project.sendgrid.sync_snapshots` AS s ON s.sync_id = h._sync_id AND s.collection = 'mc_segments'
 WHERE s._sequence >= COALESCE((SELECT MAX(_sequence) FROM `acme-project.sendgrid.sync_snapshots` WHERE collection = 'mc_segments' AND mode = 'full'), 0)
 QUALIFY ROW_NUMBER() OVER (PARTITION BY h.`id` ORDER BY h._sequence DESC) = 1;
+
+-- messages: every version of every object, one row per object per sync (messages of the Email Activity API, 30 days kept (GET /v3/messages), incremental on last_event_time).
+CREATE OR REPLACE EXTERNAL TABLE `acme-project.sendgrid.messages_history` (
+  `_sequence` INT64,
+  `_sync_id` STRING,
+  `_synced_at` TIMESTAMP,
+  `_node` STRING,
+  `msg_id` STRING,
+  `from_email` STRING,
+  `to_email` STRING,
+  `subject` STRING,
+  `status` STRING,
+  `opens_count` INT64,
+  `clicks_count` INT64,
+  `last_event_time` TIMESTAMP,
+  `_raw` STRING,
+  `_errors` ARRAY<STRING>
+)
+WITH PARTITION COLUMNS (
+  dt DATE
+)
+OPTIONS (
+  format = 'PARQUET',
+  uris = ['gs://acme-sendgrid/sendgrid/objects/messages/*'],
+  hive_partition_uri_prefix = 'gs://acme-sendgrid/sendgrid/objects/messages',
+  require_hive_partition_filter = FALSE,
+  enable_list_inference = TRUE
+);
+
+-- messages: the latest version of each object still present: rows of the latest complete
+-- full snapshot and of the complete incremental ones after it. An object absent from the
+-- latest full snapshot is gone. Synced incremental (deletions show after a sync with --full-refresh).
+CREATE OR REPLACE VIEW `acme-project.sendgrid.messages_latest` AS
+SELECT h.* FROM `acme-project.sendgrid.messages_history` AS h
+JOIN `acme-project.sendgrid.sync_snapshots` AS s ON s.sync_id = h._sync_id AND s.collection = 'messages'
+WHERE s._sequence >= COALESCE((SELECT MAX(_sequence) FROM `acme-project.sendgrid.sync_snapshots` WHERE collection = 'messages' AND mode = 'full'), 0)
+QUALIFY ROW_NUMBER() OVER (PARTITION BY h.`msg_id` ORDER BY h._sequence DESC) = 1;
 
 -- recipients: every version of every object, one row per object per sync (legacy Marketing Campaigns recipients (GET /v3/contactdb/recipients)).
 CREATE OR REPLACE EXTERNAL TABLE `acme-project.sendgrid.recipients_history` (

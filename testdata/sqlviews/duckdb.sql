@@ -21,6 +21,7 @@ SELECT
   CAST("_sequence" AS BIGINT) AS "_sequence",
   CAST("_received_at" AS TIMESTAMPTZ) AS "_received_at",
   CAST("_node" AS VARCHAR) AS "_node",
+  CAST("_source" AS VARCHAR) AS "_source",
   CAST("event" AS VARCHAR) AS "event",
   CAST("email" AS VARCHAR) AS "email",
   CAST("timestamp" AS TIMESTAMPTZ) AS "timestamp",
@@ -450,6 +451,35 @@ SELECT h.* FROM sendgrid."mc_segments_history" AS h
 JOIN sendgrid."sync_snapshots" AS s ON s.sync_id = h._sync_id AND s.collection = 'mc_segments'
 WHERE s._sequence >= COALESCE((SELECT MAX(_sequence) FROM sendgrid."sync_snapshots" WHERE collection = 'mc_segments' AND mode = 'full'), 0)
 QUALIFY ROW_NUMBER() OVER (PARTITION BY h."id" ORDER BY h._sequence DESC) = 1;
+
+-- messages: every version of every object, one row per object per sync (messages of the Email Activity API, 30 days kept (GET /v3/messages), incremental on last_event_time).
+CREATE OR REPLACE VIEW sendgrid."messages_history" AS
+SELECT
+  CAST("_sequence" AS BIGINT) AS "_sequence",
+  CAST("_sync_id" AS VARCHAR) AS "_sync_id",
+  CAST("_synced_at" AS TIMESTAMPTZ) AS "_synced_at",
+  CAST("_node" AS VARCHAR) AS "_node",
+  CAST("msg_id" AS VARCHAR) AS "msg_id",
+  CAST("from_email" AS VARCHAR) AS "from_email",
+  CAST("to_email" AS VARCHAR) AS "to_email",
+  CAST("subject" AS VARCHAR) AS "subject",
+  CAST("status" AS VARCHAR) AS "status",
+  CAST("opens_count" AS BIGINT) AS "opens_count",
+  CAST("clicks_count" AS BIGINT) AS "clicks_count",
+  CAST("last_event_time" AS TIMESTAMPTZ) AS "last_event_time",
+  CAST("_raw" AS VARCHAR) AS "_raw",
+  CAST("_errors" AS VARCHAR[]) AS "_errors",
+  CAST(dt AS DATE) AS dt
+FROM read_parquet('s3://acme-sendgrid/sendgrid/objects/messages/*/*.parquet', hive_partitioning = true, hive_types = {'dt': DATE});
+
+-- messages: the latest version of each object still present: rows of the latest complete
+-- full snapshot and of the complete incremental ones after it. An object absent from the
+-- latest full snapshot is gone. Synced incremental (deletions show after a sync with --full-refresh).
+CREATE OR REPLACE VIEW sendgrid."messages_latest" AS
+SELECT h.* FROM sendgrid."messages_history" AS h
+JOIN sendgrid."sync_snapshots" AS s ON s.sync_id = h._sync_id AND s.collection = 'messages'
+WHERE s._sequence >= COALESCE((SELECT MAX(_sequence) FROM sendgrid."sync_snapshots" WHERE collection = 'messages' AND mode = 'full'), 0)
+QUALIFY ROW_NUMBER() OVER (PARTITION BY h."msg_id" ORDER BY h._sequence DESC) = 1;
 
 -- recipients: every version of every object, one row per object per sync (legacy Marketing Campaigns recipients (GET /v3/contactdb/recipients)).
 CREATE OR REPLACE VIEW sendgrid."recipients_history" AS

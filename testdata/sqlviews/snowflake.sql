@@ -18,6 +18,7 @@ CREATE OR REPLACE EXTERNAL TABLE analytics.sendgrid.events_raw (
   _sequence NUMBER(38,0) AS (VALUE:"_sequence"::NUMBER(38,0)),
   _received_at TIMESTAMP_TZ AS (VALUE:"_received_at"::TIMESTAMP_TZ),
   _node VARCHAR AS (VALUE:"_node"::VARCHAR),
+  _source VARCHAR AS (VALUE:"_source"::VARCHAR),
   event VARCHAR AS (VALUE:"event"::VARCHAR),
   email VARCHAR AS (VALUE:"email"::VARCHAR),
   timestamp TIMESTAMP_TZ AS (VALUE:"timestamp"::TIMESTAMP_TZ),
@@ -508,6 +509,40 @@ SELECT h.* FROM analytics.sendgrid.mc_segments_history AS h
 JOIN analytics.sendgrid.sync_snapshots AS s ON s.sync_id = h._sync_id AND s.collection = 'mc_segments'
 WHERE s._sequence >= COALESCE((SELECT MAX(_sequence) FROM analytics.sendgrid.sync_snapshots WHERE collection = 'mc_segments' AND mode = 'full'), 0)
 QUALIFY ROW_NUMBER() OVER (PARTITION BY h.id ORDER BY h._sequence DESC) = 1;
+
+-- messages: every version of every object, one row per object per sync (messages of the Email Activity API, 30 days kept (GET /v3/messages), incremental on last_event_time).
+CREATE OR REPLACE EXTERNAL TABLE analytics.sendgrid.messages_history (
+  dt DATE AS (TO_DATE(SPLIT_PART(SPLIT_PART(METADATA$FILENAME, '/dt=', 2), '/', 1))),
+  _sequence NUMBER(38,0) AS (VALUE:"_sequence"::NUMBER(38,0)),
+  _sync_id VARCHAR AS (VALUE:"_sync_id"::VARCHAR),
+  _synced_at TIMESTAMP_TZ AS (VALUE:"_synced_at"::TIMESTAMP_TZ),
+  _node VARCHAR AS (VALUE:"_node"::VARCHAR),
+  msg_id VARCHAR AS (VALUE:"msg_id"::VARCHAR),
+  from_email VARCHAR AS (VALUE:"from_email"::VARCHAR),
+  to_email VARCHAR AS (VALUE:"to_email"::VARCHAR),
+  subject VARCHAR AS (VALUE:"subject"::VARCHAR),
+  status VARCHAR AS (VALUE:"status"::VARCHAR),
+  opens_count NUMBER(38,0) AS (VALUE:"opens_count"::NUMBER(38,0)),
+  clicks_count NUMBER(38,0) AS (VALUE:"clicks_count"::NUMBER(38,0)),
+  last_event_time TIMESTAMP_TZ AS (VALUE:"last_event_time"::TIMESTAMP_TZ),
+  _raw VARCHAR AS (VALUE:"_raw"::VARCHAR),
+  _errors ARRAY AS (VALUE:"_errors"::ARRAY)
+)
+PARTITION BY (dt)
+LOCATION = @analytics.sendgrid.sgload_stage/objects/messages/
+FILE_FORMAT = (TYPE = PARQUET)
+AUTO_REFRESH = FALSE;
+
+ALTER EXTERNAL TABLE analytics.sendgrid.messages_history REFRESH;
+
+-- messages: the latest version of each object still present: rows of the latest complete
+-- full snapshot and of the complete incremental ones after it. An object absent from the
+-- latest full snapshot is gone. Synced incremental (deletions show after a sync with --full-refresh).
+CREATE OR REPLACE VIEW analytics.sendgrid.messages_latest AS
+SELECT h.* FROM analytics.sendgrid.messages_history AS h
+JOIN analytics.sendgrid.sync_snapshots AS s ON s.sync_id = h._sync_id AND s.collection = 'messages'
+WHERE s._sequence >= COALESCE((SELECT MAX(_sequence) FROM analytics.sendgrid.sync_snapshots WHERE collection = 'messages' AND mode = 'full'), 0)
+QUALIFY ROW_NUMBER() OVER (PARTITION BY h.msg_id ORDER BY h._sequence DESC) = 1;
 
 -- recipients: every version of every object, one row per object per sync (legacy Marketing Campaigns recipients (GET /v3/contactdb/recipients)).
 CREATE OR REPLACE EXTERNAL TABLE analytics.sendgrid.recipients_history (
