@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/sgload/sgload/internal/testbucket"
+	"github.com/sgload/sgload/loader"
 	"github.com/sgload/sgload/rewrite"
 	"github.com/sgload/sgload/spool/spooltest"
 )
@@ -92,5 +93,60 @@ func TestForgetCommand(t *testing.T) {
 	}
 	if out, _, code := runSgload(t, nil, "verify", "--spool", root, "--bucket", b.URL()); code != 0 {
 		t.Fatalf("verify exited %d:\n%s", code, out)
+	}
+}
+
+// TestReplayAndRebuildKilledAtEveryStep kills replay and rebuild with
+// SIGKILL at each of their steps, reruns them, and checks that the new
+// prefix holds every event once and that verify agrees.
+func TestReplayAndRebuildKilledAtEveryStep(t *testing.T) {
+	if testing.Short() {
+		t.Skip("crash test")
+	}
+	b := testbucket.Open(t, "file")
+	root := t.TempDir()
+	want := sampleSpool(t, root)
+	if _, stderr, code := runSgload(t, nil, "flush", "--spool", root, "--bucket", b.URL(), "--prefix", "orig", "--max-plan-bytes", "100KiB"); code != 0 {
+		t.Fatalf("flush exited %d:\n%s", code, stderr)
+	}
+	check := func(t *testing.T, prefix string, withSpool bool) {
+		t.Helper()
+		tb := &testbucket.Bucket{Bucket: b.Bucket, Kind: "file", Dir: filepath.Join(b.Dir, prefix)}
+		if rows, ids := rowsIn(t, tb); rows != want || ids != want {
+			t.Fatalf("%s holds %d rows, %d distinct ids; want %d of each", prefix, rows, ids, want)
+		}
+		args := []string{"verify", "--bucket", b.URL(), "--prefix", prefix, "--spool", root}
+		if !withSpool {
+			args = append(args, "--no-spool")
+		}
+		if out, _, code := runSgload(t, nil, args...); code != 0 {
+			t.Fatalf("verify %s exited %d:\n%s", prefix, code, out)
+		}
+	}
+	for _, step := range loader.Steps {
+		t.Run("replay/"+string(step), func(t *testing.T) {
+			prefix := "replay-" + string(step)
+			args := []string{"replay", "--spool", root, "--bucket", b.URL(), "--prefix", prefix, "--max-plan-bytes", "100KiB"}
+			if _, stderr, code := runSgload(t, []string{"SGLOAD_CRASH_AT=" + string(step)}, args...); code != -1 {
+				t.Fatalf("replay with SGLOAD_CRASH_AT=%s exited %d, want killed; stderr:\n%s", step, code, stderr)
+			}
+			if _, stderr, code := runSgload(t, nil, args...); code != 0 {
+				t.Fatalf("rerun exited %d:\n%s", code, stderr)
+			}
+			check(t, prefix, true)
+		})
+	}
+	for _, step := range []rewrite.Step{rewrite.StepOutputsUploaded, rewrite.StepCommitted} {
+		t.Run("rebuild/"+string(step), func(t *testing.T) {
+			prefix := "rebuild-" + string(step)
+			args := []string{"rebuild", "--bucket", b.URL(), "--prefix", "orig", "--to-prefix", prefix, "--work-dir", t.TempDir()}
+			if _, stderr, code := runSgload(t, []string{"SGLOAD_CRASH_AT=" + string(step)}, args...); code != -1 {
+				t.Fatalf("rebuild with SGLOAD_CRASH_AT=%s exited %d, want killed; stderr:\n%s", step, code, stderr)
+			}
+			if _, stderr, code := runSgload(t, nil, args...); code != 0 {
+				t.Fatalf("rerun exited %d:\n%s", code, stderr)
+			}
+			check(t, prefix, false)
+		})
 	}
 }

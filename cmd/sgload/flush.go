@@ -25,26 +25,13 @@ func flushCommand() *cli.Command {
 			"the plan, so the bucket ends with every event once. Exit codes: 0 done (also when there is\n" +
 			"nothing to flush), 1 failed (rerun), 2 bad flags, 4 another flush holds the spool's lock.",
 		OnUsageError: onUsageError,
-		Flags: append(append([]cli.Flag{spoolFlag()}, bucketFlags()...),
+		Flags: append(append(append([]cli.Flag{spoolFlag()}, bucketFlags()...),
 			nodeFlag("node id in object names (default: the spool's)"),
 			&cli.BoolFlag{Name: "dry-run", EnvVars: []string{"SGLOAD_DRY_RUN"},
 				Usage: "convert the next plan and report, but upload and change nothing"},
 			jsonFlag("summary"),
 			progressFlag(),
-			&cli.GenericFlag{Name: "max-plan-bytes", Value: sizeFlag(256 << 20), EnvVars: []string{"SGLOAD_MAX_PLAN_BYTES"}, Category: "Tuning:",
-				Usage: "spool bytes per plan (commit unit); memory for dedupe keys grows with it"},
-			&cli.GenericFlag{Name: "target-file-bytes", Value: sizeFlag(256 << 20), EnvVars: []string{"SGLOAD_TARGET_FILE_BYTES"}, Category: "Tuning:",
-				Usage: "roll to a new Parquet file at this encoded size"},
-			&cli.GenericFlag{Name: "row-group-bytes", Value: sizeFlag(8 << 20), EnvVars: []string{"SGLOAD_ROW_GROUP_BYTES"}, Category: "Tuning:",
-				Usage: "end a row group when its rows take this much memory before encoding"},
-			&cli.GenericFlag{Name: "memory-bytes", Value: sizeFlag(32 << 20), EnvVars: []string{"SGLOAD_MEMORY_BYTES"}, Category: "Tuning:",
-				Usage: "rows buffered across all partitions before the largest is written out"},
-			memoryLimitFlag(),
-			&cli.DurationFlag{Name: "dedupe-window", Value: 72 * time.Hour, EnvVars: []string{"SGLOAD_DEDUPE_WINDOW"}, Category: "Tuning:",
-				Usage: "how long event keys are remembered to drop later duplicates"},
-			&cli.DurationFlag{Name: "retain", Value: 72 * time.Hour, EnvVars: []string{"SGLOAD_RETAIN"}, Category: "Tuning:",
-				Usage: "keep committed segments in SPOOL/done this long"},
-		),
+		), flushTuningFlags()...),
 		Action: runFlush,
 	}
 }
@@ -55,18 +42,12 @@ func runFlush(c *cli.Context) error {
 		return err
 	}
 	log = log.With("component", "flush")
-	setMemoryLimit(c)
 	opts, closeBucket, err := loaderOptions(c)
 	if err != nil {
 		return err
 	}
 	defer closeBucket()
-	opts.MaxPlanBytes = sizeValue(c, "max-plan-bytes")
-	opts.TargetFileBytes = sizeValue(c, "target-file-bytes")
-	opts.RowGroupBytes = sizeValue(c, "row-group-bytes")
-	opts.MemoryBytes = sizeValue(c, "memory-bytes")
-	opts.DedupeWindow = c.Duration("dedupe-window")
-	opts.Retain = c.Duration("retain")
+	tune(c, &opts)
 	opts.DryRun = c.Bool("dry-run")
 	opts.Logger = log
 	opts.Crash = crashAt[loader.Step]()
@@ -85,6 +66,36 @@ func runFlush(c *cli.Context) error {
 	}
 	fmt.Fprintln(c.App.Writer, summaryLine(sum))
 	return nil
+}
+
+// flushTuningFlags are the tuning flags of flush and replay.
+func flushTuningFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.GenericFlag{Name: "max-plan-bytes", Value: sizeFlag(256 << 20), EnvVars: []string{"SGLOAD_MAX_PLAN_BYTES"}, Category: "Tuning:",
+			Usage: "spool bytes per plan (commit unit); memory for dedupe keys grows with it"},
+		&cli.GenericFlag{Name: "target-file-bytes", Value: sizeFlag(256 << 20), EnvVars: []string{"SGLOAD_TARGET_FILE_BYTES"}, Category: "Tuning:",
+			Usage: "roll to a new Parquet file at this encoded size"},
+		&cli.GenericFlag{Name: "row-group-bytes", Value: sizeFlag(8 << 20), EnvVars: []string{"SGLOAD_ROW_GROUP_BYTES"}, Category: "Tuning:",
+			Usage: "end a row group when its rows take this much memory before encoding"},
+		&cli.GenericFlag{Name: "memory-bytes", Value: sizeFlag(32 << 20), EnvVars: []string{"SGLOAD_MEMORY_BYTES"}, Category: "Tuning:",
+			Usage: "rows buffered across all partitions before the largest is written out"},
+		memoryLimitFlag(),
+		&cli.DurationFlag{Name: "dedupe-window", Value: 72 * time.Hour, EnvVars: []string{"SGLOAD_DEDUPE_WINDOW"}, Category: "Tuning:",
+			Usage: "how long event keys are remembered to drop later duplicates"},
+		&cli.DurationFlag{Name: "retain", Value: 72 * time.Hour, EnvVars: []string{"SGLOAD_RETAIN"}, Category: "Tuning:",
+			Usage: "keep committed segments in SPOOL/done this long"},
+	}
+}
+
+// tune applies flushTuningFlags.
+func tune(c *cli.Context, opts *loader.Options) {
+	opts.MaxPlanBytes = sizeValue(c, "max-plan-bytes")
+	opts.TargetFileBytes = sizeValue(c, "target-file-bytes")
+	opts.RowGroupBytes = sizeValue(c, "row-group-bytes")
+	opts.MemoryBytes = sizeValue(c, "memory-bytes")
+	opts.DedupeWindow = c.Duration("dedupe-window")
+	opts.Retain = c.Duration("retain")
+	setMemoryLimit(c)
 }
 
 func memoryLimitFlag() cli.Flag {

@@ -20,7 +20,7 @@ func replayCommand() *cli.Command {
 			"time) and --event-type load part of it. Exit codes: 0 done, 1 failed (rerun), 2 bad flags,\n" +
 			"4 a flush or replay holds the spool's lock.",
 		OnUsageError: onUsageError,
-		Flags: append(append([]cli.Flag{spoolFlag()}, bucketFlags()...),
+		Flags: append(append(append([]cli.Flag{spoolFlag()}, bucketFlags()...),
 			nodeFlag("node id in object names (default: the spool's)"),
 			&cli.TimestampFlag{Name: "since", Layout: time.RFC3339, EnvVars: []string{"SGLOAD_REPLAY_SINCE"},
 				Usage: "load events from this time on (RFC 3339, e.g. 2026-11-30T00:00:00Z)"},
@@ -36,7 +36,7 @@ func replayCommand() *cli.Command {
 				Usage: "convert the first plan and report, but upload and change nothing"},
 			jsonFlag("summary"),
 			progressFlag(),
-		),
+		), flushTuningFlags()...),
 		Action: runReplay,
 	}
 }
@@ -51,6 +51,7 @@ func runReplay(c *cli.Context) error {
 		return err
 	}
 	defer closeBucket()
+	tune(c, &opts)
 	opts.Logger, opts.DryRun, opts.Crash = log.With("component", "replay"), c.Bool("dry-run"), crashAt[loader.Step]()
 	r := loader.ReplayOptions{FromStart: c.Bool("from-start")}
 	r.Types = c.StringSlice("event-type")
