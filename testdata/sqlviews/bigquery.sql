@@ -607,6 +607,7 @@ CREATE OR REPLACE EXTERNAL TABLE `acme-project.sendgrid.mc_contacts_history` (
   `list_ids` ARRAY<STRING>,
   `created_at` TIMESTAMP,
   `updated_at` TIMESTAMP,
+  `external_id` STRING,
   `_raw` STRING,
   `_errors` ARRAY<STRING>
 )

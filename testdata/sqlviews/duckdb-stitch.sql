@@ -544,6 +544,7 @@ SELECT
   CAST("list_ids" AS VARCHAR[]) AS "list_ids",
   CAST("created_at" AS TIMESTAMPTZ) AS "created_at",
   CAST("updated_at" AS TIMESTAMPTZ) AS "updated_at",
+  CAST("external_id" AS VARCHAR) AS "external_id",
   CAST("_raw" AS VARCHAR) AS "_raw",
   CAST("_errors" AS VARCHAR[]) AS "_errors",
   CAST("dt" AS DATE) AS "dt"
