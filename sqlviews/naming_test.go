@@ -245,4 +245,3 @@ func TestNamingViewsInDuckDB(t *testing.T) {
 		}
 	})
 }
-

@@ -6,6 +6,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"os"
+	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -571,6 +574,32 @@ func TestLatestStateViews(t *testing.T) {
 	gotRcpt := viewRows(t, q, "SELECT * FROM sendgrid.recipient_status", "email")
 	if diff := cmp.Diff(wantRcpt, gotRcpt); diff != "" {
 		t.Errorf("recipient_status differs from the oracle (-want +got):\n%s", diff)
+	}
+
+	// README's example runs, and names exactly the addresses the oracle
+	// says not to mail.
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile("(?s)```sql\n(-- DuckDB: who not to send.*?)```").FindSubmatch(readme)
+	if m == nil {
+		t.Fatal("README lost its recipient_status example")
+	}
+	var wantOut []string
+	for email, r := range wantRcpt {
+		if r["bounced"] == true || r["unsubscribed"] == true || r["spam_reported"] == true || slices.Contains(r["unsubscribed_groups"].([]any), any(int64(2))) {
+			wantOut = append(wantOut, email)
+		}
+	}
+	var gotOut []string
+	for _, r := range duckcheck.Rows(t, db, string(m[1])) {
+		gotOut = append(gotOut, r[0].(string))
+	}
+	sort.Strings(wantOut)
+	sort.Strings(gotOut)
+	if diff := cmp.Diff(wantOut, gotOut); diff != "" || len(wantOut) == 0 {
+		t.Errorf("README's query (-want +got):\n%s", diff)
 	}
 
 	// The data must exercise what the views decide, or the comparison
