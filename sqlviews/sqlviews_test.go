@@ -104,6 +104,9 @@ func TestErrors(t *testing.T) {
 		"bad schema":               {Dialect: DuckDB, Bucket: "/tmp/b", Schema: "a;drop"},
 		"unsupported bucket":       {Dialect: DuckDB, Bucket: "ftp://x"},
 		"azure without an account": {Dialect: Snowflake, Bucket: "azblob://c"},
+		"unknown naming":           {Dialect: DuckDB, Bucket: "/tmp/b", Naming: "fivetran"},
+		"storage integration":      {Dialect: Snowflake, Bucket: "s3://b", StorageIntegration: "a b"},
+		"bigquery connection":      {Dialect: BigQuery, Bucket: "s3://b", Connection: "p.l.c`"},
 	} {
 		t.Setenv("AZURE_STORAGE_ACCOUNT", "")
 		if err := Write(&bytes.Buffer{}, o); err == nil {
