@@ -452,14 +452,6 @@ func (g *gen) schemaName() string {
 	return strings.Join(parts, ".")
 }
 
-// viewName is the name of the per-type view of an event type.
-func (g *gen) viewName(typ string) string {
-	if g.o.Naming == NamingSegment {
-		return segmentTable(typ)
-	}
-	return typ
-}
-
 func (g *gen) events() ([]stmt, error) {
 	d := g.d
 	raw := g.table("events_raw")
