@@ -5,9 +5,12 @@
 // cursor moves past it) only after the endpoint answered 2xx, and a resend
 // after a crash carries the same messageIds, which Segment deduplicates.
 //
-// It honours Segment's limits itself: 32 KB per call, 500 KB and 2,500
-// calls per batch, 50 requests a second for partner sources, and retries
-// 429 and 5xx with backoff. (Segment's analytics-go library batches and
+// It honours Segment's limits itself: 32,000 bytes per call, 500,000 bytes
+// and 2,500 calls per batch (the figures of Segment's own Go library), 50
+// requests a second for partner sources, and retries 429 and 5xx with
+// backoff. Custom args travel as properties; a call's userId comes from a
+// custom arg, else from a mapping of addresses to user ids (a file, or the
+// synced contacts' external_id), else, if asked, an anonymousId. (Segment's analytics-go library batches and
 // retries in the background and drops what it could not send, which does
 // not fit a cursor that may only move after a 2xx.)
 package forward
@@ -44,7 +47,8 @@ type Options struct {
 	Mapping
 	// Rate is requests per second at most (50, Segment's limit for partner sources).
 	Rate float64
-	// MaxBatchBytes and MaxBatchCalls bound a batch (500 KB, 2,500).
+	// MaxBatchBytes and MaxBatchCalls bound a batch (500,000 bytes, the
+	// whole request body; 2,500 calls).
 	MaxBatchBytes int
 	MaxBatchCalls int
 	// MaxRetries of one batch before giving up (10); the cursor stays.
@@ -65,10 +69,18 @@ type Summary struct {
 	Batches int64            `json:"batches"`
 	Retries int64            `json:"retries"`
 	Skipped map[string]int64 `json:"skipped"`
+	// UserIDs counts the calls sent by where their userId came from
+	// (custom_arg, mapping) or anonymous.
+	UserIDs map[string]int64 `json:"user_ids"`
 	// LagBytes is how much of the spool is still ahead of the cursor.
 	LagBytes int64   `json:"lag_bytes"`
 	Seconds  float64 `json:"seconds"`
 }
+
+// batchEnvelope is the most a batch body holds besides its calls and
+// their commas: {"batch":[ and ],"sentAt":"<RFC 3339 time, at most 30
+// bytes>"}.
+const batchEnvelope = len(`{"batch":[`) + len(`],"sentAt":""}`) + len("2006-01-02T15:04:05.999999999Z")
 
 // Errors a caller branches on.
 var (
@@ -82,6 +94,7 @@ type forwarder struct {
 	f        *spool.Follower
 	sum      Summary
 	batch    [][]byte
+	sources  []string // where each call's userId came from
 	size     int
 	lastSend time.Time
 	m        *metrics
@@ -108,8 +121,8 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 	if o.Rate <= 0 {
 		o.Rate = 50
 	}
-	if o.MaxBatchBytes <= 0 {
-		o.MaxBatchBytes = 500 << 10
+	if o.MaxBatchBytes <= 0 || o.MaxBatchBytes > MaxBatchBytes {
+		o.MaxBatchBytes = MaxBatchBytes
 	}
 	if o.MaxBatchCalls <= 0 {
 		o.MaxBatchCalls = 2500
@@ -136,7 +149,7 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 		return nil, err
 	}
 	defer f.Close()
-	fw := &forwarder{o: o, log: o.Logger, f: f, sum: Summary{Skipped: map[string]int64{}}}
+	fw := &forwarder{o: o, log: o.Logger, f: f, sum: Summary{Skipped: map[string]int64{}, UserIDs: map[string]int64{}}}
 	fw.registerMetrics()
 	err = fw.run(ctx)
 	fw.sum.LagBytes, _ = f.Lag()
@@ -178,6 +191,12 @@ func (fw *forwarder) run(ctx context.Context) error {
 				return ctx.Err()
 			case <-time.After(fw.o.Interval):
 			}
+			// A newer contacts snapshot may have been synced meanwhile.
+			if r, ok := fw.o.UserIDs.(refresher); ok {
+				if err := r.Refresh(ctx); err != nil {
+					fw.log.Warn("user id mapping not refreshed; keeping the one loaded", "err", err)
+				}
+			}
 			continue
 		}
 		if err != nil {
@@ -194,17 +213,21 @@ func (fw *forwarder) run(ctx context.Context) error {
 			events = nil
 		}
 		for i := skip; i < len(events); i++ {
-			msg, reason := fw.o.message(&kr, events[i], rec.ReceivedAt)
+			msg, reason, source := fw.o.message(&kr, events[i], rec.ReceivedAt)
 			if reason != "" {
 				fw.skip(reason, 1)
 				continue
 			}
-			if len(fw.batch) > 0 && (fw.size+len(msg)+64 > fw.o.MaxBatchBytes || len(fw.batch) >= fw.o.MaxBatchCalls) {
+			// The body is the calls, a comma after each but the last, and
+			// the envelope: fw.size counts a comma after every call, so the
+			// body stays at or under MaxBatchBytes.
+			if len(fw.batch) > 0 && (fw.size+len(msg)+batchEnvelope > fw.o.MaxBatchBytes || len(fw.batch) >= fw.o.MaxBatchCalls) {
 				if err := fw.send(ctx, spool.Position{Segment: start.Segment, Offset: start.Offset, Event: i}); err != nil {
 					return err
 				}
 			}
 			fw.batch = append(fw.batch, msg)
+			fw.sources = append(fw.sources, source)
 			fw.size += len(msg) + 1
 		}
 		pending = after
@@ -229,6 +252,9 @@ func (fw *forwarder) send(ctx context.Context, pos spool.Position) error {
 	body.WriteString(`{"batch":[`)
 	body.Write(bytes.Join(fw.batch, []byte(",")))
 	fmt.Fprintf(&body, `],"sentAt":%q}`, time.Now().UTC().Format(time.RFC3339Nano))
+	if body.Len() > fw.o.MaxBatchBytes { // cannot happen: run keeps room for the envelope
+		return fmt.Errorf("batch of %d bytes, over the %d limit", body.Len(), fw.o.MaxBatchBytes)
+	}
 	delay := time.Second
 	for attempt := 0; ; attempt++ {
 		if wait := time.Until(fw.lastSend.Add(time.Duration(float64(time.Second) / fw.o.Rate))); wait > 0 {
@@ -260,7 +286,10 @@ func (fw *forwarder) send(ctx context.Context, pos spool.Position) error {
 	fw.sum.Sent += n
 	fw.sum.Batches++
 	fw.m.sent.Add(float64(n))
-	fw.batch, fw.size = fw.batch[:0], 0
+	for _, src := range fw.sources {
+		fw.sum.UserIDs[src]++
+	}
+	fw.batch, fw.sources, fw.size = fw.batch[:0], fw.sources[:0], 0
 	if err := fw.f.Commit(pos); err != nil {
 		return err
 	}

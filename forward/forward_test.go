@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -195,5 +197,94 @@ func TestBadWriteKey(t *testing.T) {
 	_, err := Run(context.Background(), Options{Spool: spool.Dir{Root: root}, WriteKey: "wrong", Endpoint: rcv.URL, Mapping: Mapping{Anonymous: true}})
 	if !errors.Is(err, ErrAuth) {
 		t.Fatalf("err = %v, want ErrAuth", err)
+	}
+}
+
+// bounceWithCall returns a bounce event (with a user_id custom arg) whose
+// track call is exactly size bytes, padding its reason.
+func bounceWithCall(t *testing.T, id string, size int) []byte {
+	t.Helper()
+	m := Mapping{UserIDArg: "user_id"}
+	var kr schema.KeyReader
+	ev := func(pad int) []byte {
+		return []byte(fmt.Sprintf(`{"event":"bounce","email":"big@example.com","timestamp":1767225600,"sg_event_id":%q,"sg_message_id":"m-big","user_id":"u-big","type":"bounce","reason":"%s"}`,
+			id, strings.Repeat("x", pad)))
+	}
+	base, _, _ := m.message(&kr, ev(1), time.Now())
+	raw := ev(1 + size - len(base))
+	// The padding adds to the call byte for byte, so raw's call is size
+	// bytes; one of up to the limit is checked.
+	if got, _, _ := m.message(&kr, raw, time.Now()); size <= MaxMessageBytes && len(got) != size {
+		t.Fatalf("call of %d bytes, want %d", len(got), size)
+	}
+	return raw
+}
+
+// TestForwardStaysUnderSegmentLimits measures, at a Segment-compatible
+// receiver, every request body and every call: none may pass Segment's
+// 500,000 and 32,000 bytes (batches used to reach 511,984 bytes, under 500
+// KiB but over Segment's limit). The batches must come close to the limit,
+// or the test measured nothing; a call of exactly 32,000 bytes goes, one of
+// 32,001 is skipped as too_large.
+func TestForwardStaysUnderSegmentLimits(t *testing.T) {
+	lines := sample(t)
+	lines = append(lines, bounceWithCall(t, "big-ok", segmentcom.CallLimit), bounceWithCall(t, "big-over", segmentcom.CallLimit+1))
+	root := t.TempDir()
+	fill(t, root, lines)
+	rcv := segmentcom.New(t, writeKey)
+	sum, err := Run(context.Background(), Options{Spool: spool.Dir{Root: root}, WriteKey: writeKey, Endpoint: rcv.URL,
+		Mapping: Mapping{UserIDArg: "user_id", Anonymous: true}, Rate: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, call := rcv.Largest()
+	t.Logf("largest batch %d bytes, largest call %d bytes, %d batches", body, call, sum.Batches)
+	if body > segmentcom.BatchLimit || body < segmentcom.BatchLimit-2*segmentcom.CallLimit {
+		t.Errorf("largest batch %d bytes: want at most %d, and close to it", body, segmentcom.BatchLimit)
+	}
+	if call != segmentcom.CallLimit {
+		t.Errorf("largest call %d bytes, want the %d-byte one", call, segmentcom.CallLimit)
+	}
+	if sum.Skipped[SkipTooLarge] != 1 {
+		t.Errorf("skipped %v, want the one call over %d bytes as too_large", sum.Skipped, segmentcom.CallLimit)
+	}
+}
+
+// TestForwardCustomArgsInProperties: every custom arg (a top-level key
+// SendGrid does not define) reaches the call's properties as sent; one
+// named like a property forward sets does not replace it; SendGrid's own
+// fields do not leak in under their wire names.
+func TestForwardCustomArgsInProperties(t *testing.T) {
+	root := t.TempDir()
+	fill(t, root, [][]byte{
+		[]byte(`{"event":"open","email":"a@example.com","timestamp":1767225600,"sg_event_id":"ca-1","sg_message_id":"msg-1","smtp-id":"<x@y>","sg_machine_open":false,` +
+			`"user_id":"u1","plan":"pro","seats":3,"newsletter":{"newsletter_id":"1943530"},"email_id":"spoofed","useragent":"Mozilla","ip":"203.0.113.1"}`),
+	})
+	rcv := segmentcom.New(t, writeKey)
+	if _, err := Run(context.Background(), Options{Spool: spool.Dir{Root: root}, WriteKey: writeKey, Endpoint: rcv.URL, Mapping: Mapping{UserIDArg: "user_id"}}); err != nil {
+		t.Fatal(err)
+	}
+	calls := rcv.Calls()
+	if len(calls) != 1 {
+		t.Fatalf("%d calls", len(calls))
+	}
+	var c struct {
+		UserID     string         `json:"userId"`
+		Properties map[string]any `json:"properties"`
+	}
+	if err := json.Unmarshal([]byte(calls[0].Raw), &c); err != nil {
+		t.Fatal(err)
+	}
+	p := c.Properties
+	if p["plan"] != "pro" || p["seats"] != float64(3) || fmt.Sprint(p["newsletter"]) != "map[newsletter_id:1943530]" || p["user_id"] != "u1" {
+		t.Errorf("custom args missing from properties: %v", p)
+	}
+	if p["email_id"] != "msg-1" || c.UserID != "u1" {
+		t.Errorf("email_id %v, userId %q: the custom arg replaced forward's own", p["email_id"], c.UserID)
+	}
+	for _, k := range []string{"smtp-id", "sg_machine_open", "useragent", "ip", "timestamp", "email", "event"} {
+		if _, ok := p[k]; ok {
+			t.Errorf("SendGrid field %s in properties: %v", k, p)
+		}
 	}
 }

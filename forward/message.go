@@ -20,7 +20,10 @@ var Integration = map[string]string{"name": "sendgrid", "version": "1.0.0"}
 type Mapping struct {
 	// UserIDArg is the custom arg (unique arg) holding your user id.
 	UserIDArg string
-	// Anonymous sends events without that arg with an anonymousId derived
+	// UserIDs, when set, gives the userId of events without that arg, by
+	// their email address (a file, the synced contacts' external_id).
+	UserIDs UserIDs
+	// Anonymous sends events without a userId with an anonymousId derived
 	// from the email address, instead of skipping them.
 	Anonymous bool
 	// OtherEvents, when set, names events with no Segment Spec name ("%s" is
@@ -36,8 +39,21 @@ const (
 	SkipTooLarge    = "too_large"
 )
 
-// MaxMessageBytes is Segment's limit for one call.
-const MaxMessageBytes = 32 << 10
+// Where a call's userId came from, counted in the summary.
+const (
+	SourceCustomArg = "custom_arg"
+	SourceMapping   = "mapping"
+	SourceAnonymous = "anonymous"
+)
+
+// Segment's limits: "32KB per call" and "500KB per batch" in its HTTP API
+// docs, which its own Go library (analytics-go, message.go) spells as
+// maxMessageBytes = 32000 and maxBatchBytes = 500000. sgload keeps the
+// smaller, decimal reading.
+const (
+	MaxMessageBytes = 32_000
+	MaxBatchBytes   = 500_000
+)
 
 // track is a Segment track call.
 type track struct {
@@ -52,12 +68,12 @@ type track struct {
 }
 
 // message turns one raw SendGrid event into a track call's JSON, or says
-// why it is skipped.
+// why it is skipped; source says where its userId came from.
 // received is when sgload got the event, the timestamp of events without one.
-func (m Mapping) message(kr *schema.KeyReader, raw []byte, received time.Time) ([]byte, string) {
+func (m Mapping) message(kr *schema.KeyReader, raw []byte, received time.Time) (msg []byte, skip, source string) {
 	v, key, err := kr.Parse(raw)
 	if err != nil {
-		return nil, SkipNotJSON
+		return nil, SkipNotJSON, ""
 	}
 	str := func(k string) string {
 		x := v.Get(k)
@@ -76,21 +92,27 @@ func (m Mapping) message(kr *schema.KeyReader, raw []byte, received time.Time) (
 	name, ok := schema.SpecEvents[typ]
 	if !ok {
 		if m.OtherEvents == "" {
-			return nil, SkipNoSpecEvent
+			return nil, SkipNoSpecEvent, ""
 		}
 		name = fmtName(m.OtherEvents, typ)
 	}
 	t := track{Type: "track", Event: name, Context: map[string]any{"integration": Integration}, Properties: map[string]any{}}
 	email := str("email")
+	source = SourceCustomArg
 	if m.UserIDArg != "" {
 		t.UserID = str(m.UserIDArg)
 	}
+	if t.UserID == "" && m.UserIDs != nil && email != "" {
+		t.UserID, _ = m.UserIDs.UserID(email)
+		source = SourceMapping
+	}
 	if t.UserID == "" {
 		if !m.Anonymous || email == "" {
-			return nil, SkipNoUserID
+			return nil, SkipNoUserID, ""
 		}
 		h := xxh3.HashString128(email).Bytes()
 		t.AnonymousID = "sg-email-" + hex.EncodeToString(h[:])
+		source = SourceAnonymous
 	}
 	// The dedupe key: a resend of the same event, or a duplicate SendGrid
 	// delivered, gets the same messageId, so Segment drops it.
@@ -158,14 +180,27 @@ func (m Mapping) message(kr *schema.KeyReader, raw []byte, received time.Time) (
 	if cat := v.Get("category"); cat != nil && cat.Type() != fastjson.TypeNull {
 		props["category"] = json.RawMessage(cat.String())
 	}
+	// Custom args (unique args): every top-level key SendGrid does not
+	// define, as sent. A custom arg named like a property set above does
+	// not replace it.
+	obj, _ := v.Object()
+	obj.Visit(func(k []byte, val *fastjson.Value) {
+		key := string(k)
+		if schema.IsEventField(key) {
+			return
+		}
+		if _, taken := props[key]; !taken {
+			props[key] = json.RawMessage(val.MarshalTo(nil))
+		}
+	})
 	b, err := json.Marshal(t)
 	if err != nil {
-		return nil, SkipNotJSON
+		return nil, SkipNotJSON, ""
 	}
 	if len(b) > MaxMessageBytes {
-		return nil, SkipTooLarge
+		return nil, SkipTooLarge, ""
 	}
-	return b, ""
+	return b, "", source
 }
 
 func firstOf(a, b string) string {

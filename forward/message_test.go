@@ -17,7 +17,7 @@ func TestMessageIDFollowsTheDedupeRule(t *testing.T) {
 	m := Mapping{OtherEvents: "SendGrid %s", Anonymous: true}
 	var kr schema.KeyReader
 	id := func(raw []byte) string {
-		msg, skip := m.message(&kr, raw, time.Unix(1767225600, 0))
+		msg, skip, _ := m.message(&kr, raw, time.Unix(1767225600, 0))
 		if msg == nil {
 			t.Fatalf("skipped (%s): %s", skip, raw)
 		}

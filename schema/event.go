@@ -353,6 +353,14 @@ func init() {
 	}
 }
 
+// IsEventField reports whether key is a top-level SendGrid field with a
+// column of its own (smtp-id, url_offset and pool included); every other
+// top-level key is a custom arg, kept in custom_args.
+func IsEventField(key string) bool {
+	_, ok := eventFields[key]
+	return ok
+}
+
 func (e *Event) fail(field string, v *fastjson.Value, want string) {
 	got := v.String()
 	if len(got) > 80 {

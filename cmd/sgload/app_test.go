@@ -25,6 +25,10 @@ func TestExitCodesAndHints(t *testing.T) {
 		{"flush of a missing spool", nil, []string{"flush", "--spool", spool + "/typo", "--bucket", t.TempDir()}, exitUsage, "hint: check --spool"},
 		{"verify of a missing spool", nil, []string{"verify", "--spool", spool + "/typo", "--bucket", t.TempDir()}, exitUsage, "--no-spool"},
 		{"bad log level", nil, []string{"--log-level", "loud", "serve", "--insecure-no-auth"}, exitUsage, "hint: use debug"},
+		{"forward with a missing user id map", []string{"SGLOAD_SEGMENT_WRITE_KEY=wk"}, []string{"forward", "--spool", spool, "--user-id-map", spool + "/none.csv"},
+			exitUsage, "hint: the file holds email,user_id rows"},
+		{"forward with no synced contacts", []string{"SGLOAD_SEGMENT_WRITE_KEY=wk", "SGLOAD_USER_ID_FROM_CONTACTS=true"}, []string{"forward", "--spool", spool},
+			exitUsage, "hint: run sgload sync --collections mc_contacts"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

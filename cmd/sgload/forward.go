@@ -23,7 +23,8 @@ func forwardCommand() *cli.Command {
 		Usage: "send the spool's events to Segment (or a Segment-compatible API) as Spec email events",
 		Description: "Maps delivered/open/click/bounce/spamreport/unsubscribe/group_unsubscribe to the Segment\n" +
 			"Spec's Email Delivered, Email Opened, Email Link Clicked, Email Bounced, Email Marked as Spam\n" +
-			"and Unsubscribed track calls, with userId from a custom arg you put on each mail. Reads the\n" +
+			"and Unsubscribed track calls, with userId from a custom arg you put on each mail (else from\n" +
+			"--user-id-map or the synced contacts' external_id), custom args as properties. Reads the\n" +
 			"spool with its own cursor (flush keeps segments until forward has passed them) and moves it\n" +
 			"only after a 2xx; a resend carries the same messageId. Exit codes: 0 done, 1 failed (rerun\n" +
 			"resumes), 2 bad flags, 4 another forward holds the spool's lock.",
@@ -36,20 +37,27 @@ func forwardCommand() *cli.Command {
 				Usage: "Segment-compatible API (https://events.eu1.segmentapis.com for EU workspaces, RudderStack's data plane URL)"},
 			&cli.StringFlag{Name: "user-id-arg", Value: "user_id", EnvVars: []string{"SGLOAD_USER_ID_ARG"},
 				Usage: "custom arg (unique arg) holding the recipient's user id"},
+			&cli.StringFlag{Name: "user-id-map", EnvVars: []string{"SGLOAD_USER_ID_MAP"},
+				Usage: "CSV file of email,user_id rows: the userId of events without the custom arg"},
+			&cli.BoolFlag{Name: "user-id-from-contacts", EnvVars: []string{"SGLOAD_USER_ID_FROM_CONTACTS"},
+				Usage: "take the userId of events without the custom arg from the synced contacts' external_id (mc_contacts; the spool's newest snapshot, or the bucket's with --bucket)"},
 			&cli.BoolFlag{Name: "anonymous", EnvVars: []string{"SGLOAD_ANONYMOUS"},
-				Usage: "send events without that arg with an anonymousId derived from the email, instead of skipping them"},
+				Usage: "send events without a userId with an anonymousId derived from the email, instead of skipping them"},
 			&cli.StringFlag{Name: "other-events", EnvVars: []string{"SGLOAD_OTHER_EVENTS"},
 				Usage: `name for event types with no Spec event, %s = the type (e.g. "SendGrid %s"); empty skips them`},
 			&cli.Float64Flag{Name: "rate", Value: 50, EnvVars: []string{"SGLOAD_SEGMENT_RATE"},
 				Usage: "requests per second at most (Segment allows partner sources 50)"},
 			&cli.IntFlag{Name: "batch-size", Value: 2500, EnvVars: []string{"SGLOAD_SEGMENT_BATCH_SIZE"},
-				Usage: "calls per batch at most (Segment accepts 2,500 and 500 KB)"},
+				Usage: "calls per batch at most (Segment accepts 2,500 calls and 500,000 bytes a batch)"},
 			&cli.BoolFlag{Name: "follow", EnvVars: []string{"SGLOAD_FOLLOW"},
 				Usage: "keep running and forward new events as they arrive"},
 			&cli.DurationFlag{Name: "interval", Value: 10 * time.Second, EnvVars: []string{"SGLOAD_FOLLOW_INTERVAL"},
 				Usage: "with --follow, how often to look for new events"},
 			&cli.StringFlag{Name: "metrics-addr", EnvVars: []string{"SGLOAD_METRICS_ADDR"},
 				Usage: "with --follow, serve Prometheus metrics here (e.g. :9465)"},
+			&cli.StringFlag{Name: "bucket", EnvVars: []string{"SGLOAD_BUCKET"},
+				Usage: "with --user-id-from-contacts: read the contacts from the bucket flush commits to, not the spool"},
+			&cli.StringFlag{Name: "prefix", EnvVars: []string{"SGLOAD_PREFIX"}, Usage: "key prefix inside --bucket"},
 			jsonFlag("summary"),
 		},
 		Action: runForward,
@@ -69,9 +77,14 @@ func runForward(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	ids, closeIDs, err := userIDs(c, d)
+	if err != nil {
+		return err
+	}
+	defer closeIDs()
 	o := forward.Options{
 		Spool: d, WriteKey: c.String("write-key"), Endpoint: c.String("endpoint"),
-		Mapping: forward.Mapping{UserIDArg: c.String("user-id-arg"), Anonymous: c.Bool("anonymous"), OtherEvents: c.String("other-events")},
+		Mapping: forward.Mapping{UserIDArg: c.String("user-id-arg"), UserIDs: ids, Anonymous: c.Bool("anonymous"), OtherEvents: c.String("other-events")},
 		Rate:    c.Float64("rate"), Follow: c.Bool("follow"), Interval: c.Duration("interval"), Logger: log,
 		MaxBatchCalls: min(c.Int("batch-size"), 2500),
 	}
@@ -111,7 +124,49 @@ func runForward(c *cli.Context) error {
 		skipped = append(skipped, fmt.Sprintf("%s %s", count(n), r))
 	}
 	sort.Strings(skipped)
-	fmt.Fprintf(c.App.Writer, "forwarded %s events in %d batches (%d retried); skipped: %s; %s behind\n",
-		count(sum.Sent), sum.Batches, sum.Retries, orNone(skipped), mb(sum.LagBytes))
+	var sources []string
+	for s, n := range sum.UserIDs {
+		sources = append(sources, fmt.Sprintf("%s %s", count(n), s))
+	}
+	sort.Strings(sources)
+	fmt.Fprintf(c.App.Writer, "forwarded %s events in %d batches (%d retried); userId from: %s; skipped: %s; %s behind\n",
+		count(sum.Sent), sum.Batches, sum.Retries, orNone(sources), orNone(skipped), mb(sum.LagBytes))
 	return nil
+}
+
+// userIDs is the mapping --user-id-map and --user-id-from-contacts ask for
+// (nil for none), loaded now so that a bad file or a missing snapshot stops
+// forward before it sends anything.
+func userIDs(c *cli.Context, d spool.Dir) (forward.UserIDs, func(), error) {
+	var chain []forward.UserIDs
+	closer := func() {}
+	if p := c.String("user-id-map"); p != "" {
+		m, err := forward.LoadUserIDFile(p)
+		if err != nil {
+			return nil, closer, usageError(err, "the file holds email,user_id rows (CSV), one per address")
+		}
+		chain = append(chain, m)
+	}
+	if c.Bool("user-id-from-contacts") {
+		contacts := &forward.Contacts{Spool: d}
+		if c.String("bucket") != "" {
+			b, err := openBucket(c.Context, c)
+			if err != nil {
+				return nil, closer, err
+			}
+			contacts.Bucket, contacts.Prefix = b, prefix(c)
+			closer = func() { _ = b.Close() }
+		}
+		if err := contacts.Refresh(c.Context); err != nil {
+			if errors.Is(err, forward.ErrNoContacts) {
+				return nil, closer, usageError(err, "run sgload sync --collections mc_contacts (and flush, for --bucket) first")
+			}
+			return nil, closer, failure(fmt.Errorf("load contacts: %w", err), "")
+		}
+		chain = append(chain, contacts)
+	}
+	if len(chain) == 0 {
+		return nil, closer, nil
+	}
+	return forward.Chain(chain...), closer, nil
 }

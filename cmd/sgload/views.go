@@ -17,8 +17,11 @@ func viewsCommand() *cli.Command {
 		Usage: "print the SQL that puts warehouse tables and views over a bucket flush wrote",
 		Description: "Prints complete, runnable SQL for DuckDB, BigQuery or Snowflake: external tables (or\n" +
 			"read_parquet views) with the declared column types, a deduplicated view per event type,\n" +
-			"activity (every event type, with Segment Spec names) and the latest state of each object\n" +
-			"collection. docs/warehouses/ has a page per warehouse. Credentials are never printed.",
+			"activity (every event type, with Segment Spec names), message_status and recipient_status\n" +
+			"(the latest state of each message and address) and the latest state of each object\n" +
+			"collection. --naming segment or stitch adds the tables Segment's or Stitch's SendGrid\n" +
+			"source gives, so saved queries run unchanged. Every name is quoted. docs/warehouses/ has a\n" +
+			"page per warehouse. Credentials are never printed.",
 		OnUsageError: onUsageError,
 		Flags: append(bucketFlags(),
 			&cli.StringFlag{Name: "dialect", EnvVars: []string{"SGLOAD_DIALECT"}, Usage: "duckdb, bigquery or snowflake"},
@@ -28,12 +31,18 @@ func viewsCommand() *cli.Command {
 				Usage: "an event type to give a view, besides SendGrid's documented ones and those found in the bucket"},
 			&cli.BoolFlag{Name: "no-discover", EnvVars: []string{"SGLOAD_NO_DISCOVER"},
 				Usage: "do not list the bucket for event types (when this machine has no access to it)"},
+			&cli.StringFlag{Name: "naming", Value: string(sqlviews.NamingSgload), EnvVars: []string{"SGLOAD_NAMING"},
+				Usage: "sgload, or segment (Segment's SendGrid tables and columns) or stitch (Stitch's data table) beside sgload's"},
 			&cli.StringFlag{Name: "connection", EnvVars: []string{"SGLOAD_BQ_CONNECTION"},
-				Usage: "BigQuery: connection for s3:// and azblob:// buckets (BigQuery Omni)"},
+				Usage: "BigQuery: connection for s3:// and azblob:// buckets (BigQuery Omni), project.location.connection"},
+			&cli.StringFlag{Name: "location", EnvVars: []string{"SGLOAD_BQ_LOCATION"},
+				Usage: "BigQuery: the dataset's location, the bucket's (EU, us-east4); with --connection, the connection's by default"},
 			&cli.StringFlag{Name: "storage-integration", Value: "sgload_integration", EnvVars: []string{"SGLOAD_SF_STORAGE_INTEGRATION"},
 				Usage: "Snowflake: storage integration for the stage"},
 			&cli.BoolFlag{Name: "auto-refresh", EnvVars: []string{"SGLOAD_SF_AUTO_REFRESH"},
 				Usage: "Snowflake: AUTO_REFRESH = TRUE on the external tables (needs event notifications)"},
+			&cli.StringFlag{Name: "notification-integration", EnvVars: []string{"SGLOAD_SF_NOTIFICATION_INTEGRATION"},
+				Usage: "Snowflake: with --auto-refresh on gs:// or azblob://, the notification integration (Pub/Sub, Event Grid)"},
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, EnvVars: []string{"SGLOAD_OUTPUT"},
 				Usage: "write the SQL to this file instead of stdout"},
 		),
@@ -51,8 +60,10 @@ func runViews(c *cli.Context) error {
 	}
 	o := sqlviews.Options{
 		Dialect: dialect, Bucket: c.String("bucket"), Prefix: prefix(c),
-		Schema: c.String("schema"), EventTypes: c.StringSlice("event-type"), Connection: c.String("connection"),
+		Schema: c.String("schema"), EventTypes: c.StringSlice("event-type"), Naming: sqlviews.Naming(c.String("naming")),
+		Connection: c.String("connection"), Location: c.String("location"),
 		StorageIntegration: c.String("storage-integration"), AutoRefresh: c.Bool("auto-refresh"),
+		NotificationIntegration: c.String("notification-integration"),
 	}
 	if !c.Bool("no-discover") {
 		b, err := openBucket(c.Context, c)

@@ -1,4 +1,4 @@
-// Package segmenttest is a Segment-compatible HTTP API for tests: it checks
+// Package segmentcom is a Segment-compatible HTTP API for tests: it checks
 // the write key, Segment's size limits, the Segment Spec's email events and
 // the partner-source rules on every call, and records what it accepted.
 package segmentcom
@@ -27,6 +27,14 @@ var SpecEvents = map[string][]string{
 	"Unsubscribed":         {"email_id", "email_subject", "campaign_id", "campaign_name", "list_id", "list_name"},
 }
 
+// Segment's size limits, as its own Go library (analytics-go, message.go)
+// has them: maxBatchBytes = 500000 for a request body, maxMessageBytes =
+// 32000 for one call. Its HTTP API docs say "500KB" and "32KB".
+const (
+	BatchLimit = 500_000
+	CallLimit  = 32_000
+)
+
 // Call is one accepted track call.
 type Call struct {
 	MessageID string
@@ -48,6 +56,8 @@ type Receiver struct {
 	arrivals  []time.Time // every request with the write key, refused ones too (for the rate)
 	fail      int         // answer 503 to this many requests first
 	onRequest func(n int)
+	maxBody   int // the largest request body seen
+	maxCall   int // the largest call seen
 }
 
 // New starts a receiver accepting writeKey.
@@ -102,8 +112,11 @@ func (r *Receiver) serve(w http.ResponseWriter, req *http.Request) {
 		r.errorf("Content-Type %q", ct)
 	}
 	body, _ := io.ReadAll(req.Body)
-	if len(body) > 500<<10 {
-		r.errorf("batch of %d bytes, over 500 KB", len(body))
+	r.mu.Lock()
+	r.maxBody = max(r.maxBody, len(body))
+	r.mu.Unlock()
+	if len(body) > BatchLimit {
+		r.errorf("batch of %d bytes, over Segment's %d", len(body), BatchLimit)
 	}
 	var b struct {
 		Batch []json.RawMessage `json:"batch"`
@@ -135,8 +148,11 @@ func (r *Receiver) serve(w http.ResponseWriter, req *http.Request) {
 }
 
 func (r *Receiver) check(raw json.RawMessage) (Call, bool) {
-	if len(raw) > 32<<10 {
-		r.errorf("call of %d bytes, over 32 KB", len(raw))
+	r.mu.Lock()
+	r.maxCall = max(r.maxCall, len(raw))
+	r.mu.Unlock()
+	if len(raw) > CallLimit {
+		r.errorf("call of %d bytes, over Segment's %d", len(raw), CallLimit)
 	}
 	var c struct {
 		Type        string         `json:"type"`
@@ -188,6 +204,14 @@ func (r *Receiver) Calls() []Call {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return append([]Call(nil), r.calls...)
+}
+
+// Largest returns the largest request body and the largest call seen, in
+// bytes.
+func (r *Receiver) Largest() (body, call int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.maxBody, r.maxCall
 }
 
 // Requests is the number of batches accepted.
