@@ -33,7 +33,11 @@ type Collection struct {
 	Fields []Field
 	// Mode is the sync mode by default.
 	Mode Mode
-	Doc  string
+	// AgesOut says the API forgets objects after a while (the Email
+	// Activity API keeps 30 days of messages): one missing from a full
+	// snapshot has aged out, not been deleted, and keeps its latest version.
+	AgesOut bool
+	Doc     string
 }
 
 // Field is one typed column of a collection.
@@ -138,7 +142,7 @@ func init() {
 				f("is_default", Bool, ""), f("unsubscribes", Int64, "members")}},
 		{Name: "unsubscribe_group_members", Key: []string{"group_id", "email"}, Mode: Full, Doc: "members of each unsubscribe group (GET /v3/asm/groups/{id}/suppressions)",
 			Fields: []Field{f("group_id", Int64, "group id"), f("email", String, "the unsubscribed address")}},
-		{Name: "messages", Key: []string{"msg_id"}, Mode: Incremental, Doc: "messages of the Email Activity API, 30 days kept (GET /v3/messages), incremental on last_event_time",
+		{Name: "messages", Key: []string{"msg_id"}, Mode: Incremental, AgesOut: true, Doc: "messages of the Email Activity API, 30 days kept (GET /v3/messages), incremental on last_event_time",
 			Fields: []Field{f("msg_id", String, "message id"), f("from_email", String, ""), f("to_email", String, ""),
 				f("subject", String, ""), f("status", String, "processed, delivered, not_delivered"),
 				f("opens_count", Int64, ""), f("clicks_count", Int64, ""), f("last_event_time", Timestamp, "")}},

@@ -104,8 +104,8 @@ func (d duckdb) rawEvents(g *gen) ([]stmt, error) {
 	cols = append(cols, g.sql("  CAST({event_type} AS VARCHAR) AS {event_type}"), g.sql("  CAST({dt} AS DATE) AS {dt}"))
 	glob := d.url(g.loc, under(g.o.Prefix, "events", "*", "*", "*.parquet"))
 	return []stmt{{
-		comment: "All event files, every type, with the declared column types; event_type and dt come from the path.",
-		sql: fmt.Sprintf("CREATE OR REPLACE VIEW %s AS\nSELECT\n%s\nFROM READ_PARQUET('%s', HIVE_PARTITIONING = TRUE, HIVE_TYPES = {'event_type': VARCHAR, 'dt': DATE})",
+		comment: "All event files, every type, with the declared column types; event_type and dt come from the path.\nColumns are matched by name: a file written before a column existed reads it as NULL.",
+		sql: fmt.Sprintf("CREATE OR REPLACE VIEW %s AS\nSELECT\n%s\nFROM READ_PARQUET('%s', HIVE_PARTITIONING = TRUE, HIVE_TYPES = {'event_type': VARCHAR, 'dt': DATE}, UNION_BY_NAME = TRUE)",
 			g.table("events_raw"), strings.Join(cols, ",\n"), sqlString(glob)),
 	}}, nil
 }
@@ -119,7 +119,7 @@ func (d duckdb) rawObjects(g *gen, t *schema.Table, name string) ([]stmt, error)
 	}
 	cols = append(cols, g.sql("  CAST({dt} AS DATE) AS {dt}"))
 	glob := d.url(g.loc, under(g.o.Prefix, "objects", t.Name, "*", "*.parquet"))
-	return []stmt{{sql: fmt.Sprintf("CREATE OR REPLACE VIEW %s AS\nSELECT\n%s\nFROM READ_PARQUET('%s', HIVE_PARTITIONING = TRUE, HIVE_TYPES = {'dt': DATE})",
+	return []stmt{{sql: fmt.Sprintf("CREATE OR REPLACE VIEW %s AS\nSELECT\n%s\nFROM READ_PARQUET('%s', HIVE_PARTITIONING = TRUE, HIVE_TYPES = {'dt': DATE}, UNION_BY_NAME = TRUE)",
 		g.table(name), strings.Join(cols, ",\n"), sqlString(glob))}}, nil
 }
 

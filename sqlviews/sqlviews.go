@@ -279,48 +279,73 @@ func (g *gen) collections() []string {
 	return out
 }
 
-// objects writes, per collection, the table of every version
-// (<collection>_history) and the latest state (<collection>_latest), plus
-// the sync_snapshots table the latter relies on.
+// objects writes, per collection, every version (<collection>_history, a
+// view over the files, <collection>_raw) and the latest state
+// (<collection>_latest), plus the sync_snapshots table the latter relies on.
+// The history views drop the second copy of a row that a compaction's grace
+// leaves in the bucket (its inputs and its output both present): a row is
+// one (_node, _sequence), and a copy stays in its dt.
 func (g *gen) objects() ([]stmt, error) {
 	names := g.collections()
 	if len(names) == 0 {
 		return nil, nil
 	}
-	d := g.d
-	out, err := d.rawObjects(g, schema.Snapshots.Table(), schema.Snapshots.Name)
+	out, err := g.history(schema.Snapshots, schema.Snapshots.Name,
+		"Every complete snapshot sync took. A snapshot is listed only once all its rows are in.")
 	if err != nil {
 		return nil, err
 	}
-	out[0].comment = "Every complete snapshot sync took. A snapshot is listed only once all its rows are in."
 	for _, name := range names {
 		c := schema.Collections[name]
 		hist := name + "_history"
-		raw, err := d.rawObjects(g, c.Table(), hist)
+		h, err := g.history(c, hist, fmt.Sprintf("%s: every version of every object, one row per object per sync (%s).", name, c.Doc))
 		if err != nil {
 			return nil, err
 		}
-		raw[0].comment = fmt.Sprintf("%s: every version of every object, one row per object per sync (%s).", name, c.Doc)
-		out = append(out, raw...)
+		out = append(out, h...)
 		keys := make([]string, len(c.Key))
 		for i, k := range c.Key {
-			keys[i] = "{h}." + d.ident(k)
+			keys[i] = "{h}." + g.d.ident(k)
 		}
 		mode := "full"
 		if c.Mode == schema.Incremental {
 			mode = "incremental (deletions show after a sync with --full-refresh)"
 		}
+		comment := fmt.Sprintf("%s: the latest version of each object still present: rows of the latest complete\nfull snapshot and of the complete incremental ones after it. An object absent from the\nlatest full snapshot is gone. Synced %s.", name, mode)
+		since := fmt.Sprintf("\nWHERE {s}.{_sequence} >= COALESCE((SELECT MAX({_sequence}) FROM %s WHERE {collection} = '%s' AND {mode} = 'full'), 0)",
+			g.table(schema.Snapshots.Name), name)
+		if c.AgesOut {
+			comment = fmt.Sprintf("%s: the latest version of each object any complete sync saw. The API forgets\nthem after a while; the bucket keeps them, so absence is not deletion.", name)
+			since = g.d.qualify()
+		}
 		out = append(out, stmt{
-			comment: fmt.Sprintf("%s: the latest version of each object still present: rows of the latest complete\nfull snapshot and of the complete incremental ones after it. An object absent from the\nlatest full snapshot is gone. Synced %s.", name, mode),
+			comment: comment,
 			sql: g.sql(`CREATE OR REPLACE VIEW %[1]s AS
 SELECT {h}.* FROM %[2]s AS {h}
-JOIN %[3]s AS {s} ON {s}.{sync_id} = {h}.{_sync_id} AND {s}.{collection} = '%[4]s'
-WHERE {s}.{_sequence} >= COALESCE((SELECT MAX({_sequence}) FROM %[3]s WHERE {collection} = '%[4]s' AND {mode} = 'full'), 0)
+JOIN %[3]s AS {s} ON {s}.{sync_id} = {h}.{_sync_id} AND {s}.{collection} = '%[4]s'%[6]s
 QUALIFY ROW_NUMBER() OVER (PARTITION BY %[5]s ORDER BY {h}.{_sequence} DESC) = 1`,
-				g.table(name+"_latest"), g.table(hist), g.table(schema.Snapshots.Name), name, strings.Join(keys, ", ")),
+				g.table(name+"_latest"), g.table(hist), g.table(schema.Snapshots.Name), name, strings.Join(keys, ", "), since),
 		})
 	}
 	return out, nil
+}
+
+// history writes the table over c's files (name_raw, or <c>_raw for the
+// snapshots) and the view of each row once (name).
+func (g *gen) history(c *schema.Collection, name, comment string) ([]stmt, error) {
+	raw := strings.TrimSuffix(name, "_history") + "_raw"
+	out, err := g.d.rawObjects(g, c.Table(), raw)
+	if err != nil {
+		return nil, err
+	}
+	out[0].comment = fmt.Sprintf("The files of %s, as they are: during a compaction's grace a row may be in two.", name)
+	return append(out, stmt{
+		comment: comment,
+		sql: g.sql(`CREATE OR REPLACE VIEW %s AS
+SELECT %s FROM %s%s
+QUALIFY ROW_NUMBER() OVER (PARTITION BY {dt}, {_node}, {_sequence} ORDER BY {_node}) = 1`,
+			g.table(name), g.d.rawStar(), g.table(raw), g.d.qualify()),
+	}), nil
 }
 
 // validSchema allows hyphens in the first part, for BigQuery project ids.

@@ -3,6 +3,7 @@ package sqlviews
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -15,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -23,6 +25,7 @@ import (
 	"github.com/sgload/sgload/layout"
 	"github.com/sgload/sgload/loader"
 	"github.com/sgload/sgload/objectsync"
+	"github.com/sgload/sgload/rewrite"
 	"github.com/sgload/sgload/sendgrid"
 	"github.com/sgload/sgload/spool"
 	"github.com/sgload/sgload/spool/spooltest"
@@ -228,6 +231,18 @@ func TestDuckDBViewsOverARealFlush(t *testing.T) {
 		wantByType[or.Table(t, l)]++
 	}
 
+	// The first file in the bucket as an older sgload wrote it, before the
+	// _source column: the views read it by name, _source NULL.
+	old, err := filepath.Glob(filepath.Join(b.Dir, "sg", "events", "*", "*", "*.parquet"))
+	if err != nil || len(old) == 0 {
+		t.Fatalf("no event files: %v", err)
+	}
+	db := duckcheck.Open(t)
+	duckcheck.Exec(t, db, fmt.Sprintf("COPY (SELECT * EXCLUDE (_source) FROM read_parquet('%s')) TO '%s.old' (FORMAT parquet)", old[0], old[0]))
+	if err := os.Rename(old[0]+".old", old[0]); err != nil {
+		t.Fatal(err)
+	}
+
 	types, err := layout.EventTypes(context.Background(), b.Bucket, "sg")
 	if err != nil {
 		t.Fatal(err)
@@ -240,10 +255,13 @@ func TestDuckDBViewsOverARealFlush(t *testing.T) {
 	if err := Write(&sql, Options{Dialect: DuckDB, Bucket: b.Dir, Prefix: "sg", EventTypes: types, Collections: colls}); err != nil {
 		t.Fatal(err)
 	}
-	db := duckcheck.Open(t)
 	duckcheck.Exec(t, db, sql.String())
 
 	raw := duckcheck.Int(t, db, "SELECT count(*) FROM sendgrid.events_raw")
+	if n := duckcheck.Int(t, db, fmt.Sprintf("SELECT count(*) FROM read_parquet('%s')", old[0])); n == 0 ||
+		duckcheck.Int(t, db, "SELECT count(*) FROM sendgrid.events_raw WHERE _source IS NULL") != n {
+		t.Errorf("the %d rows of the file without _source should read as _source NULL", n)
+	}
 	got := duckcheck.Int(t, db, "SELECT count(*) FROM sendgrid.events")
 	if raw <= got {
 		t.Fatalf("events_raw has %d rows, events %d: the two nodes' overlap should be in the files", raw, got)
@@ -389,6 +407,122 @@ func TestLatestStateAndDeletions(t *testing.T) {
 	// Incremental: the full first pull and the later increment together.
 	if n := duckcheck.Int(t, db, "SELECT count(*) FROM sendgrid.bounces_latest"); n != 3 {
 		t.Fatalf("bounces_latest has %d rows, want 3 (2 from the full pull, 1 incremental)", n)
+	}
+
+	// A compaction's grace leaves its inputs beside its output, so every
+	// compacted row is in two files: the history views show it once.
+	ids, hist = latest()
+	sum, err := rewrite.Compact(context.Background(), rewrite.Options{Bucket: b.Bucket, Grace: rewrite.DefaultGrace, WorkDir: t.TempDir(),
+		Now: func() time.Time { return time.Now().Add(time.Hour) }})
+	if err != nil || len(sum.Rewrites) == 0 {
+		t.Fatalf("compact: %v, %+v", err, sum)
+	}
+	db = duckcheck.Open(t)
+	objectViews(t, db, b.Dir, []string{"lists"})
+	if raw := duckcheck.Int(t, db, "SELECT count(*) FROM sendgrid.lists_raw"); raw <= hist {
+		t.Fatalf("lists_raw has %d rows, lists_history %d: the compaction's inputs should still be there", raw, hist)
+	}
+	gotIDs, gotHist := latest()
+	if gotHist != hist || fmt.Sprint(gotIDs) != fmt.Sprint(ids) {
+		t.Fatalf("during the grace: history %d rows, latest %v; want %d and %v as before the compaction", gotHist, gotIDs, hist, ids)
+	}
+	if n := duckcheck.Int(t, db, "SELECT count(*) - count(DISTINCT sync_id) FROM sendgrid.sync_snapshots"); n != 0 {
+		t.Fatalf("%d snapshots listed twice during the grace", n)
+	}
+}
+
+// objectViews runs the object part of the DuckDB views over the bucket at
+// dir (no event was flushed, so there are no event files to read).
+func objectViews(t *testing.T, db *sql.DB, dir string, collections []string) {
+	t.Helper()
+	var sql bytes.Buffer
+	if err := Write(&sql, Options{Dialect: DuckDB, Bucket: dir, Collections: collections}); err != nil {
+		t.Fatal(err)
+	}
+	for _, stmt := range strings.Split(sql.String(), ";\n\n") {
+		if !strings.Contains(stmt, "events") && !strings.Contains(stmt, "activity") && strings.TrimSpace(stmt) != "" {
+			duckcheck.Exec(t, db, stmt)
+		}
+	}
+}
+
+// TestMessagesAgeOut: the Email Activity API forgets a message after 30
+// days, so a full pull that lacks one proves nothing, and messages_latest
+// keeps it; a bounce a full pull lacks is gone, and bounces_latest drops it.
+func TestMessagesAgeOut(t *testing.T) {
+	var mu sync.Mutex
+	recent := time.Now().UTC().Add(-time.Hour).Truncate(time.Second)
+	messages := map[string]bool{"m1": true, "m2": true}
+	bounces := map[string]bool{"b1@example.com": true, "b2@example.com": true}
+	window := regexp.MustCompile(`BETWEEN TIMESTAMP "([^"]+)" AND TIMESTAMP "([^"]+)"`)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		switch r.URL.Path {
+		case "/v3/messages":
+			m := window.FindStringSubmatch(r.URL.Query().Get("query"))
+			if m == nil {
+				w.WriteHeader(400)
+				return
+			}
+			from, _ := time.Parse(time.RFC3339, m[1])
+			to, _ := time.Parse(time.RFC3339, m[2])
+			out := []any{}
+			if !recent.Before(from) && !recent.After(to) {
+				for id := range messages {
+					out = append(out, map[string]any{"msg_id": id, "from_email": "a@example.com", "to_email": "b@example.com",
+						"subject": "hi", "status": "delivered", "opens_count": 1, "clicks_count": 0, "last_event_time": recent.Format(time.RFC3339)})
+				}
+			}
+			json.NewEncoder(w).Encode(map[string]any{"messages": out})
+		case "/v3/suppression/bounces":
+			out := []any{}
+			for e := range bounces {
+				out = append(out, map[string]any{"email": e, "created": 1700000000, "reason": "550"})
+			}
+			json.NewEncoder(w).Encode(out)
+		default:
+			w.WriteHeader(404)
+		}
+	}))
+	defer srv.Close()
+	api, err := sendgrid.New(srv.URL, "SG.key", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	api.MaxRetries = 0
+	b := testbucket.Open(t, "file")
+	root := t.TempDir()
+	for i, full := range []bool{false, true} { // the first sync is a full one anyway
+		if i == 1 {
+			mu.Lock()
+			delete(messages, "m1")
+			delete(bounces, "b1@example.com")
+			mu.Unlock()
+		}
+		sum, err := objectsync.Run(context.Background(), objectsync.Options{Spool: spool.Dir{Root: root}, Node: "n1", Client: api,
+			Collections: []string{"messages", "bounces"}, FullRefresh: full})
+		if err != nil || len(sum.Failed) != 0 {
+			t.Fatalf("sync %d: %v, %+v", i, err, sum)
+		}
+		if _, err := loader.Flush(context.Background(), loader.Options{Spool: spool.Dir{Root: root}, Bucket: b.Bucket}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	db := duckcheck.Open(t)
+	objectViews(t, db, b.Dir, []string{"messages", "bounces"})
+	col := func(q string) string {
+		var out []string
+		for _, r := range duckcheck.Rows(t, db, q) {
+			out = append(out, fmt.Sprint(r[0]))
+		}
+		return strings.Join(out, " ")
+	}
+	if got := col("SELECT msg_id FROM sendgrid.messages_latest ORDER BY 1"); got != "m1 m2" {
+		t.Errorf("messages_latest: %q, want m1 m2 (m1 aged out of the API, not deleted)", got)
+	}
+	if got := col("SELECT email FROM sendgrid.bounces_latest ORDER BY 1"); got != "b2@example.com" {
+		t.Errorf("bounces_latest: %q, want b2@example.com (b1 was removed, and a full pull lacks it)", got)
 	}
 }
 

@@ -322,8 +322,8 @@ LEFT JOIN latest_delivery AS `ld` ON `ld`.`email` = `t`.`email`
 LEFT JOIN latest_bounce AS `lb` ON `lb`.`email` = `t`.`email`
 LEFT JOIN group_unsubs AS `gr` ON `gr`.`email` = `t`.`email`;
 
--- Every complete snapshot sync took. A snapshot is listed only once all its rows are in.
-CREATE OR REPLACE EXTERNAL TABLE `acme-project.sendgrid.sync_snapshots` (
+-- The files of sync_snapshots, as they are: during a compaction's grace a row may be in two.
+CREATE OR REPLACE EXTERNAL TABLE `acme-project.sendgrid.sync_snapshots_raw` (
   `_sequence` INT64,
   `_sync_id` STRING,
   `_synced_at` TIMESTAMP,
@@ -351,8 +351,14 @@ OPTIONS (
   enable_list_inference = TRUE
 );
 
--- blocks: every version of every object, one row per object per sync (blocked addresses (GET /v3/suppression/blocks)).
-CREATE OR REPLACE EXTERNAL TABLE `acme-project.sendgrid.blocks_history` (
+-- Every complete snapshot sync took. A snapshot is listed only once all its rows are in.
+CREATE OR REPLACE VIEW `acme-project.sendgrid.sync_snapshots` AS
+SELECT * FROM `acme-project.sendgrid.sync_snapshots_raw`
+WHERE TRUE
+QUALIFY ROW_NUMBER() OVER (PARTITION BY `dt`, `_node`, `_sequence` ORDER BY `_node`) = 1;
+
+-- The files of blocks_history, as they are: during a compaction's grace a row may be in two.
+CREATE OR REPLACE EXTERNAL TABLE `acme-project.sendgrid.blocks_raw` (
   `_sequence` INT64,
   `_sync_id` STRING,
   `_synced_at` TIMESTAMP,
@@ -376,6 +382,12 @@ OPTIONS (
   enable_list_inference = TRUE
 );
 
+-- blocks: every version of every object, one row per object per sync (blocked addresses (GET /v3/suppression/blocks)).
+CREATE OR REPLACE VIEW `acme-project.sendgrid.blocks_history` AS
+SELECT * FROM `acme-project.sendgrid.blocks_raw`
+WHERE TRUE
+QUALIFY ROW_NUMBER() OVER (PARTITION BY `dt`, `_node`, `_sequence` ORDER BY `_node`) = 1;
+
 -- blocks: the latest version of each object still present: rows of the latest complete
 -- full snapshot and of the complete incremental ones after it. An object absent from the
 -- latest full snapshot is gone. Synced incremental (deletions show after a sync with --full-refresh).
@@ -385,8 +397,8 @@ JOIN `acme-project.sendgrid.sync_snapshots` AS `s` ON `s`.`sync_id` = `h`.`_sync
 WHERE `s`.`_sequence` >= COALESCE((SELECT MAX(`_sequence`) FROM `acme-project.sendgrid.sync_snapshots` WHERE `collection` = 'blocks' AND `mode` = 'full'), 0)
 QUALIFY ROW_NUMBER() OVER (PARTITION BY `h`.`email` ORDER BY `h`.`_sequence` DESC) = 1;
 
--- bounces: every version of every object, one row per object per sync (bounced addresses (GET /v3/suppression/bounces)).
-CREATE OR REPLACE EXTERNAL TABLE `acme-project.sendgrid.bounces_history` (
+-- The files of bounces_history, as they are: during a compaction's grace a row may be in two.
+CREATE OR REPLACE EXTERNAL TABLE `acme-project.sendgrid.bounces_raw` (
   `_sequence` INT64,
   `_sync_id` STRING,
   `_synced_at` TIMESTAMP,
@@ -410,6 +422,12 @@ OPTIONS (
   enable_list_inference = TRUE
 );
 
+-- bounces: every version of every object, one row per object per sync (bounced addresses (GET /v3/suppression/bounces)).
+CREATE OR REPLACE VIEW `acme-project.sendgrid.bounces_history` AS
+SELECT * FROM `acme-project.sendgrid.bounces_raw`
+WHERE TRUE
+QUALIFY ROW_NUMBER() OVER (PARTITION BY `dt`, `_node`, `_sequence` ORDER BY `_node`) = 1;
+
 -- bounces: the latest version of each object still present: rows of the latest complete
 -- full snapshot and of the complete incremental ones after it. An object absent from the
 -- latest full snapshot is gone. Synced incremental (deletions show after a sync with --full-refresh).
@@ -419,8 +437,8 @@ JOIN `acme-project.sendgrid.sync_snapshots` AS `s` ON `s`.`sync_id` = `h`.`_sync
 WHERE `s`.`_sequence` >= COALESCE((SELECT MAX(`_sequence`) FROM `acme-project.sendgrid.sync_snapshots` WHERE `collection` = 'bounces' AND `mode` = 'full'), 0)
 QUALIFY ROW_NUMBER() OVER (PARTITION BY `h`.`email` ORDER BY `h`.`_sequence` DESC) = 1;
 
--- campaigns: every version of every object, one row per object per sync (legacy Marketing Campaigns campaigns (GET /v3/campaigns)).
-CREATE OR REPLACE EXTERNAL TABLE `acme-project.sendgrid.campaigns_history` (
+-- The files of campaigns_history, as they are: during a compaction's grace a row may be in two.
+CREATE OR REPLACE EXTERNAL TABLE `acme-project.sendgrid.campaigns_raw` (
   `_sequence` INT64,
   `_sync_id` STRING,
   `_synced_at` TIMESTAMP,
@@ -454,6 +472,12 @@ OPTIONS (
   enable_list_inference = TRUE
 );
 
+-- campaigns: every version of every object, one row per object per sync (legacy Marketing Campaigns campaigns (GET /v3/campaigns)).
+CREATE OR REPLACE VIEW `acme-project.sendgrid.campaigns_history` AS
+SELECT * FROM `acme-project.sendgrid.campaigns_raw`
+WHERE TRUE
+QUALIFY ROW_NUMBER() OVER (PARTITION BY `dt`, `_node`, `_sequence` ORDER BY `_node`) = 1;
+
 -- campaigns: the latest version of each object still present: rows of the latest complete
 -- full snapshot and of the complete incremental ones after it. An object absent from the
 -- latest full snapshot is gone. Synced full.
@@ -463,8 +487,8 @@ JOIN `acme-project.sendgrid.sync_snapshots` AS `s` ON `s`.`sync_id` = `h`.`_sync
 WHERE `s`.`_sequence` >= COALESCE((SELECT MAX(`_sequence`) FROM `acme-project.sendgrid.sync_snapshots` WHERE `collection` = 'campaigns' AND `mode` = 'full'), 0)
 QUALIFY ROW_NUMBER() OVER (PARTITION BY `h`.`id` ORDER BY `h`.`_sequence` DESC) = 1;
 
--- field_definitions: every version of every object, one row per object per sync (custom and reserved field definitions (GET /v3/marketing/field_definitions)).
-CREATE OR REPLACE EXTERNAL TABLE `acme-project.sendgrid.field_definitions_history` (
+-- The files of field_definitions_history, as they are: during a compaction's grace a row may be in two.
+CREATE OR REPLACE EXTERNAL TABLE `acme-project.sendgrid.field_definitions_raw` (
   `_sequence` INT64,
   `_sync_id` STRING,
   `_synced_at` TIMESTAMP,
@@ -489,6 +513,12 @@ OPTIONS (
   enable_list_inference = TRUE
 );
 
+-- field_definitions: every version of every object, one row per object per sync (custom and reserved field definitions (GET /v3/marketing/field_definitions)).
+CREATE OR REPLACE VIEW `acme-project.sendgrid.field_definitions_history` AS
+SELECT * FROM `acme-project.sendgrid.field_definitions_raw`
+WHERE TRUE
+QUALIFY ROW_NUMBER() OVER (PARTITION BY `dt`, `_node`, `_sequence` ORDER BY `_node`) = 1;
+
 -- field_definitions: the latest version of each object still present: rows of the latest complete
 -- full snapshot and of the complete incremental ones after it. An object absent from the
 -- latest full snapshot is gone. Synced full.
@@ -498,8 +528,8 @@ JOIN `acme-project.sendgrid.sync_snapshots` AS `s` ON `s`.`sync_id` = `h`.`_sync
 WHERE `s`.`_sequence` >= COALESCE((SELECT MAX(`_sequence`) FROM `acme-project.sendgrid.sync_snapshots` WHERE `collection` = 'field_definitions' AND `mode` = 'full'), 0)
 QUALIFY ROW_NUMBER() OVER (PARTITION BY `h`.`id` ORDER BY `h`.`_sequence` DESC) = 1;
 
--- global_unsubscribes: every version of every object, one row per object per sync (global unsubscribes (GET /v3/suppression/unsubscribes)).
-CREATE OR REPLACE EXTERNAL TABLE `acme-project.sendgrid.global_unsubscribes_history` (
+-- The files of global_unsubscribes_history, as they are: during a compaction's grace a row may be in two.
+CREATE OR REPLACE EXTERNAL TABLE `acme-project.sendgrid.global_unsubscribes_raw` (
   `_sequence` INT64,
   `_sync_id` STRING,
   `_synced_at` TIMESTAMP,
@@ -521,6 +551,12 @@ OPTIONS (
   enable_list_inference = TRUE
 );
 
+-- global_unsubscribes: every version of every object, one row per object per sync (global unsubscribes (GET /v3/suppression/unsubscribes)).
+CREATE OR REPLACE VIEW `acme-project.sendgrid.global_unsubscribes_history` AS
+SELECT * FROM `acme-project.sendgrid.global_unsubscribes_raw`
+WHERE TRUE
+QUALIFY ROW_NUMBER() OVER (PARTITION BY `dt`, `_node`, `_sequence` ORDER BY `_node`) = 1;
+
 -- global_unsubscribes: the latest version of each object still present: rows of the latest complete
 -- full snapshot and of the complete incremental ones after it. An object absent from the
 -- latest full snapshot is gone. Synced incremental (deletions show after a sync with --full-refresh).
@@ -530,8 +566,8 @@ JOIN `acme-project.sendgrid.sync_snapshots` AS `s` ON `s`.`sync_id` = `h`.`_sync
 WHERE `s`.`_sequence` >= COALESCE((SELECT MAX(`_sequence`) FROM `acme-project.sendgrid.sync_snapshots` WHERE `collection` = 'global_unsubscribes' AND `mode` = 'full'), 0)
 QUALIFY ROW_NUMBER() OVER (PARTITION BY `h`.`email` ORDER BY `h`.`_sequence` DESC) = 1;
 
--- invalid_emails: every version of every object, one row per object per sync (invalid addresses (GET /v3/suppression/invalid_emails)).
-CREATE OR REPLACE EXTERNAL TABLE `acme-project.sendgrid.invalid_emails_history` (
+-- The files of invalid_emails_history, as they are: during a compaction's grace a row may be in two.
+CREATE OR REPLACE EXTERNAL TABLE `acme-project.sendgrid.invalid_emails_raw` (
   `_sequence` INT64,
   `_sync_id` STRING,
   `_synced_at` TIMESTAMP,
@@ -554,6 +590,12 @@ OPTIONS (
   enable_list_inference = TRUE
 );
 
+-- invalid_emails: every version of every object, one row per object per sync (invalid addresses (GET /v3/suppression/invalid_emails)).
+CREATE OR REPLACE VIEW `acme-project.sendgrid.invalid_emails_history` AS
+SELECT * FROM `acme-project.sendgrid.invalid_emails_raw`
+WHERE TRUE
+QUALIFY ROW_NUMBER() OVER (PARTITION BY `dt`, `_node`, `_sequence` ORDER BY `_node`) = 1;
+
 -- invalid_emails: the latest version of each object still present: rows of the latest complete
 -- full snapshot and of the complete incremental ones after it. An object absent from the
 -- latest full snapshot is gone. Synced incremental (deletions show after a sync with --full-refresh).
@@ -563,8 +605,8 @@ JOIN `acme-project.sendgrid.sync_snapshots` AS `s` ON `s`.`sync_id` = `h`.`_sync
 WHERE `s`.`_sequence` >= COALESCE((SELECT MAX(`_sequence`) FROM `acme-project.sendgrid.sync_snapshots` WHERE `collection` = 'invalid_emails' AND `mode` = 'full'), 0)
 QUALIFY ROW_NUMBER() OVER (PARTITION BY `h`.`email` ORDER BY `h`.`_sequence` DESC) = 1;
 
--- lists: every version of every object, one row per object per sync (legacy Marketing Campaigns contact lists (GET /v3/contactdb/lists)).
-CREATE OR REPLACE EXTERNAL TABLE `acme-project.sendgrid.lists_history` (
+-- The files of lists_history, as they are: during a compaction's grace a row may be in two.
+CREATE OR REPLACE EXTERNAL TABLE `acme-project.sendgrid.lists_raw` (
   `_sequence` INT64,
   `_sync_id` STRING,
   `_synced_at` TIMESTAMP,
@@ -587,6 +629,12 @@ OPTIONS (
   enable_list_inference = TRUE
 );
 
+-- lists: every version of every object, one row per object per sync (legacy Marketing Campaigns contact lists (GET /v3/contactdb/lists)).
+CREATE OR REPLACE VIEW `acme-project.sendgrid.lists_history` AS
+SELECT * FROM `acme-project.sendgrid.lists_raw`
+WHERE TRUE
+QUALIFY ROW_NUMBER() OVER (PARTITION BY `dt`, `_node`, `_sequence` ORDER BY `_node`) = 1;
+
 -- lists: the latest version of each object still present: rows of the latest complete
 -- full snapshot and of the complete incremental ones after it. An object absent from the
 -- latest full snapshot is gone. Synced full.
@@ -596,8 +644,8 @@ JOIN `acme-project.sendgrid.sync_snapshots` AS `s` ON `s`.`sync_id` = `h`.`_sync
 WHERE `s`.`_sequence` >= COALESCE((SELECT MAX(`_sequence`) FROM `acme-project.sendgrid.sync_snapshots` WHERE `collection` = 'lists' AND `mode` = 'full'), 0)
 QUALIFY ROW_NUMBER() OVER (PARTITION BY `h`.`id` ORDER BY `h`.`_sequence` DESC) = 1;
 
--- mc_contacts: every version of every object, one row per object per sync (Marketing Campaigns contacts, through the export job (POST /v3/marketing/contacts/exports)).
-CREATE OR REPLACE EXTERNAL TABLE `acme-project.sendgrid.mc_contacts_history` (
+-- The files of mc_contacts_history, as they are: during a compaction's grace a row may be in two.
+CREATE OR REPLACE EXTERNAL TABLE `acme-project.sendgrid.mc_contacts_raw` (
   `_sequence` INT64,
   `_sync_id` STRING,
   `_synced_at` TIMESTAMP,
@@ -630,6 +678,12 @@ OPTIONS (
   enable_list_inference = TRUE
 );
 
+-- mc_contacts: every version of every object, one row per object per sync (Marketing Campaigns contacts, through the export job (POST /v3/marketing/contacts/exports)).
+CREATE OR REPLACE VIEW `acme-project.sendgrid.mc_contacts_history` AS
+SELECT * FROM `acme-project.sendgrid.mc_contacts_raw`
+WHERE TRUE
+QUALIFY ROW_NUMBER() OVER (PARTITION BY `dt`, `_node`, `_sequence` ORDER BY `_node`) = 1;
+
 -- mc_contacts: the latest version of each object still present: rows of the latest complete
 -- full snapshot and of the complete incremental ones after it. An object absent from the
 -- latest full snapshot is gone. Synced full.
@@ -639,8 +693,8 @@ JOIN `acme-project.sendgrid.sync_snapshots` AS `s` ON `s`.`sync_id` = `h`.`_sync
 WHERE `s`.`_sequence` >= COALESCE((SELECT MAX(`_sequence`) FROM `acme-project.sendgrid.sync_snapshots` WHERE `collection` = 'mc_contacts' AND `mode` = 'full'), 0)
 QUALIFY ROW_NUMBER() OVER (PARTITION BY `h`.`contact_id` ORDER BY `h`.`_sequence` DESC) = 1;
 
--- mc_lists: every version of every object, one row per object per sync (Marketing Campaigns lists (GET /v3/marketing/lists)).
-CREATE OR REPLACE EXTERNAL TABLE `acme-project.sendgrid.mc_lists_history` (
+-- The files of mc_lists_history, as they are: during a compaction's grace a row may be in two.
+CREATE OR REPLACE EXTERNAL TABLE `acme-project.sendgrid.mc_lists_raw` (
   `_sequence` INT64,
   `_sync_id` STRING,
   `_synced_at` TIMESTAMP,
@@ -663,6 +717,12 @@ OPTIONS (
   enable_list_inference = TRUE
 );
 
+-- mc_lists: every version of every object, one row per object per sync (Marketing Campaigns lists (GET /v3/marketing/lists)).
+CREATE OR REPLACE VIEW `acme-project.sendgrid.mc_lists_history` AS
+SELECT * FROM `acme-project.sendgrid.mc_lists_raw`
+WHERE TRUE
+QUALIFY ROW_NUMBER() OVER (PARTITION BY `dt`, `_node`, `_sequence` ORDER BY `_node`) = 1;
+
 -- mc_lists: the latest version of each object still present: rows of the latest complete
 -- full snapshot and of the complete incremental ones after it. An object absent from the
 -- latest full snapshot is gone. Synced full.
@@ -672,8 +732,8 @@ JOIN `acme-project.sendgrid.sync_snapshots` AS `s` ON `s`.`sync_id` = `h`.`_sync
 WHERE `s`.`_sequence` >= COALESCE((SELECT MAX(`_sequence`) FROM `acme-project.sendgrid.sync_snapshots` WHERE `collection` = 'mc_lists' AND `mode` = 'full'), 0)
 QUALIFY ROW_NUMBER() OVER (PARTITION BY `h`.`id` ORDER BY `h`.`_sequence` DESC) = 1;
 
--- mc_segments: every version of every object, one row per object per sync (Marketing Campaigns segments 2.0 (GET /v3/marketing/segments/2.0)).
-CREATE OR REPLACE EXTERNAL TABLE `acme-project.sendgrid.mc_segments_history` (
+-- The files of mc_segments_history, as they are: during a compaction's grace a row may be in two.
+CREATE OR REPLACE EXTERNAL TABLE `acme-project.sendgrid.mc_segments_raw` (
   `_sequence` INT64,
   `_sync_id` STRING,
   `_synced_at` TIMESTAMP,
@@ -703,6 +763,12 @@ OPTIONS (
   enable_list_inference = TRUE
 );
 
+-- mc_segments: every version of every object, one row per object per sync (Marketing Campaigns segments 2.0 (GET /v3/marketing/segments/2.0)).
+CREATE OR REPLACE VIEW `acme-project.sendgrid.mc_segments_history` AS
+SELECT * FROM `acme-project.sendgrid.mc_segments_raw`
+WHERE TRUE
+QUALIFY ROW_NUMBER() OVER (PARTITION BY `dt`, `_node`, `_sequence` ORDER BY `_node`) = 1;
+
 -- mc_segments: the latest version of each object still present: rows of the latest complete
 -- full snapshot and of the complete incremental ones after it. An object absent from the
 -- latest full snapshot is gone. Synced full.
@@ -712,8 +778,8 @@ JOIN `acme-project.sendgrid.sync_snapshots` AS `s` ON `s`.`sync_id` = `h`.`_sync
 WHERE `s`.`_sequence` >= COALESCE((SELECT MAX(`_sequence`) FROM `acme-project.sendgrid.sync_snapshots` WHERE `collection` = 'mc_segments' AND `mode` = 'full'), 0)
 QUALIFY ROW_NUMBER() OVER (PARTITION BY `h`.`id` ORDER BY `h`.`_sequence` DESC) = 1;
 
--- messages: every version of every object, one row per object per sync (messages of the Email Activity API, 30 days kept (GET /v3/messages), incremental on last_event_time).
-CREATE OR REPLACE EXTERNAL TABLE `acme-project.sendgrid.messages_history` (
+-- The files of messages_history, as they are: during a compaction's grace a row may be in two.
+CREATE OR REPLACE EXTERNAL TABLE `acme-project.sendgrid.messages_raw` (
   `_sequence` INT64,
   `_sync_id` STRING,
   `_synced_at` TIMESTAMP,
@@ -741,17 +807,22 @@ OPTIONS (
   enable_list_inference = TRUE
 );
 
--- messages: the latest version of each object still present: rows of the latest complete
--- full snapshot and of the complete incremental ones after it. An object absent from the
--- latest full snapshot is gone. Synced incremental (deletions show after a sync with --full-refresh).
+-- messages: every version of every object, one row per object per sync (messages of the Email Activity API, 30 days kept (GET /v3/messages), incremental on last_event_time).
+CREATE OR REPLACE VIEW `acme-project.sendgrid.messages_history` AS
+SELECT * FROM `acme-project.sendgrid.messages_raw`
+WHERE TRUE
+QUALIFY ROW_NUMBER() OVER (PARTITION BY `dt`, `_node`, `_sequence` ORDER BY `_node`) = 1;
+
+-- messages: the latest version of each object any complete sync saw. The API forgets
+-- them after a while; the bucket keeps them, so absence is not deletion.
 CREATE OR REPLACE VIEW `acme-project.sendgrid.messages_latest` AS
 SELECT `h`.* FROM `acme-project.sendgrid.messages_history` AS `h`
 JOIN `acme-project.sendgrid.sync_snapshots` AS `s` ON `s`.`sync_id` = `h`.`_sync_id` AND `s`.`collection` = 'messages'
-WHERE `s`.`_sequence` >= COALESCE((SELECT MAX(`_sequence`) FROM `acme-project.sendgrid.sync_snapshots` WHERE `collection` = 'messages' AND `mode` = 'full'), 0)
+WHERE TRUE
 QUALIFY ROW_NUMBER() OVER (PARTITION BY `h`.`msg_id` ORDER BY `h`.`_sequence` DESC) = 1;
 
--- recipients: every version of every object, one row per object per sync (legacy Marketing Campaigns recipients (GET /v3/contactdb/recipients)).
-CREATE OR REPLACE EXTERNAL TABLE `acme-project.sendgrid.recipients_history` (
+-- The files of recipients_history, as they are: during a compaction's grace a row may be in two.
+CREATE OR REPLACE EXTERNAL TABLE `acme-project.sendgrid.recipients_raw` (
   `_sequence` INT64,
   `_sync_id` STRING,
   `_synced_at` TIMESTAMP,
@@ -781,6 +852,12 @@ OPTIONS (
   enable_list_inference = TRUE
 );
 
+-- recipients: every version of every object, one row per object per sync (legacy Marketing Campaigns recipients (GET /v3/contactdb/recipients)).
+CREATE OR REPLACE VIEW `acme-project.sendgrid.recipients_history` AS
+SELECT * FROM `acme-project.sendgrid.recipients_raw`
+WHERE TRUE
+QUALIFY ROW_NUMBER() OVER (PARTITION BY `dt`, `_node`, `_sequence` ORDER BY `_node`) = 1;
+
 -- recipients: the latest version of each object still present: rows of the latest complete
 -- full snapshot and of the complete incremental ones after it. An object absent from the
 -- latest full snapshot is gone. Synced full.
@@ -790,8 +867,8 @@ JOIN `acme-project.sendgrid.sync_snapshots` AS `s` ON `s`.`sync_id` = `h`.`_sync
 WHERE `s`.`_sequence` >= COALESCE((SELECT MAX(`_sequence`) FROM `acme-project.sendgrid.sync_snapshots` WHERE `collection` = 'recipients' AND `mode` = 'full'), 0)
 QUALIFY ROW_NUMBER() OVER (PARTITION BY `h`.`id` ORDER BY `h`.`_sequence` DESC) = 1;
 
--- segments: every version of every object, one row per object per sync (legacy Marketing Campaigns segments (GET /v3/contactdb/segments)).
-CREATE OR REPLACE EXTERNAL TABLE `acme-project.sendgrid.segments_history` (
+-- The files of segments_history, as they are: during a compaction's grace a row may be in two.
+CREATE OR REPLACE EXTERNAL TABLE `acme-project.sendgrid.segments_raw` (
   `_sequence` INT64,
   `_sync_id` STRING,
   `_synced_at` TIMESTAMP,
@@ -816,6 +893,12 @@ OPTIONS (
   enable_list_inference = TRUE
 );
 
+-- segments: every version of every object, one row per object per sync (legacy Marketing Campaigns segments (GET /v3/contactdb/segments)).
+CREATE OR REPLACE VIEW `acme-project.sendgrid.segments_history` AS
+SELECT * FROM `acme-project.sendgrid.segments_raw`
+WHERE TRUE
+QUALIFY ROW_NUMBER() OVER (PARTITION BY `dt`, `_node`, `_sequence` ORDER BY `_node`) = 1;
+
 -- segments: the latest version of each object still present: rows of the latest complete
 -- full snapshot and of the complete incremental ones after it. An object absent from the
 -- latest full snapshot is gone. Synced full.
@@ -825,8 +908,8 @@ JOIN `acme-project.sendgrid.sync_snapshots` AS `s` ON `s`.`sync_id` = `h`.`_sync
 WHERE `s`.`_sequence` >= COALESCE((SELECT MAX(`_sequence`) FROM `acme-project.sendgrid.sync_snapshots` WHERE `collection` = 'segments' AND `mode` = 'full'), 0)
 QUALIFY ROW_NUMBER() OVER (PARTITION BY `h`.`id` ORDER BY `h`.`_sequence` DESC) = 1;
 
--- singlesends: every version of every object, one row per object per sync (single sends (GET /v3/marketing/singlesends)).
-CREATE OR REPLACE EXTERNAL TABLE `acme-project.sendgrid.singlesends_history` (
+-- The files of singlesends_history, as they are: during a compaction's grace a row may be in two.
+CREATE OR REPLACE EXTERNAL TABLE `acme-project.sendgrid.singlesends_raw` (
   `_sequence` INT64,
   `_sync_id` STRING,
   `_synced_at` TIMESTAMP,
@@ -854,6 +937,12 @@ OPTIONS (
   enable_list_inference = TRUE
 );
 
+-- singlesends: every version of every object, one row per object per sync (single sends (GET /v3/marketing/singlesends)).
+CREATE OR REPLACE VIEW `acme-project.sendgrid.singlesends_history` AS
+SELECT * FROM `acme-project.sendgrid.singlesends_raw`
+WHERE TRUE
+QUALIFY ROW_NUMBER() OVER (PARTITION BY `dt`, `_node`, `_sequence` ORDER BY `_node`) = 1;
+
 -- singlesends: the latest version of each object still present: rows of the latest complete
 -- full snapshot and of the complete incremental ones after it. An object absent from the
 -- latest full snapshot is gone. Synced full.
@@ -863,8 +952,8 @@ JOIN `acme-project.sendgrid.sync_snapshots` AS `s` ON `s`.`sync_id` = `h`.`_sync
 WHERE `s`.`_sequence` >= COALESCE((SELECT MAX(`_sequence`) FROM `acme-project.sendgrid.sync_snapshots` WHERE `collection` = 'singlesends' AND `mode` = 'full'), 0)
 QUALIFY ROW_NUMBER() OVER (PARTITION BY `h`.`id` ORDER BY `h`.`_sequence` DESC) = 1;
 
--- spam_reports: every version of every object, one row per object per sync (spam reports (GET /v3/suppression/spam_reports)).
-CREATE OR REPLACE EXTERNAL TABLE `acme-project.sendgrid.spam_reports_history` (
+-- The files of spam_reports_history, as they are: during a compaction's grace a row may be in two.
+CREATE OR REPLACE EXTERNAL TABLE `acme-project.sendgrid.spam_reports_raw` (
   `_sequence` INT64,
   `_sync_id` STRING,
   `_synced_at` TIMESTAMP,
@@ -887,6 +976,12 @@ OPTIONS (
   enable_list_inference = TRUE
 );
 
+-- spam_reports: every version of every object, one row per object per sync (spam reports (GET /v3/suppression/spam_reports)).
+CREATE OR REPLACE VIEW `acme-project.sendgrid.spam_reports_history` AS
+SELECT * FROM `acme-project.sendgrid.spam_reports_raw`
+WHERE TRUE
+QUALIFY ROW_NUMBER() OVER (PARTITION BY `dt`, `_node`, `_sequence` ORDER BY `_node`) = 1;
+
 -- spam_reports: the latest version of each object still present: rows of the latest complete
 -- full snapshot and of the complete incremental ones after it. An object absent from the
 -- latest full snapshot is gone. Synced incremental (deletions show after a sync with --full-refresh).
@@ -896,8 +991,8 @@ JOIN `acme-project.sendgrid.sync_snapshots` AS `s` ON `s`.`sync_id` = `h`.`_sync
 WHERE `s`.`_sequence` >= COALESCE((SELECT MAX(`_sequence`) FROM `acme-project.sendgrid.sync_snapshots` WHERE `collection` = 'spam_reports' AND `mode` = 'full'), 0)
 QUALIFY ROW_NUMBER() OVER (PARTITION BY `h`.`email` ORDER BY `h`.`_sequence` DESC) = 1;
 
--- templates: every version of every object, one row per object per sync (legacy and dynamic templates (GET /v3/templates?generations=legacy,dynamic)).
-CREATE OR REPLACE EXTERNAL TABLE `acme-project.sendgrid.templates_history` (
+-- The files of templates_history, as they are: during a compaction's grace a row may be in two.
+CREATE OR REPLACE EXTERNAL TABLE `acme-project.sendgrid.templates_raw` (
   `_sequence` INT64,
   `_sync_id` STRING,
   `_synced_at` TIMESTAMP,
@@ -922,6 +1017,12 @@ OPTIONS (
   enable_list_inference = TRUE
 );
 
+-- templates: every version of every object, one row per object per sync (legacy and dynamic templates (GET /v3/templates?generations=legacy,dynamic)).
+CREATE OR REPLACE VIEW `acme-project.sendgrid.templates_history` AS
+SELECT * FROM `acme-project.sendgrid.templates_raw`
+WHERE TRUE
+QUALIFY ROW_NUMBER() OVER (PARTITION BY `dt`, `_node`, `_sequence` ORDER BY `_node`) = 1;
+
 -- templates: the latest version of each object still present: rows of the latest complete
 -- full snapshot and of the complete incremental ones after it. An object absent from the
 -- latest full snapshot is gone. Synced full.
@@ -931,8 +1032,8 @@ JOIN `acme-project.sendgrid.sync_snapshots` AS `s` ON `s`.`sync_id` = `h`.`_sync
 WHERE `s`.`_sequence` >= COALESCE((SELECT MAX(`_sequence`) FROM `acme-project.sendgrid.sync_snapshots` WHERE `collection` = 'templates' AND `mode` = 'full'), 0)
 QUALIFY ROW_NUMBER() OVER (PARTITION BY `h`.`id` ORDER BY `h`.`_sequence` DESC) = 1;
 
--- unsubscribe_group_members: every version of every object, one row per object per sync (members of each unsubscribe group (GET /v3/asm/groups/{id}/suppressions)).
-CREATE OR REPLACE EXTERNAL TABLE `acme-project.sendgrid.unsubscribe_group_members_history` (
+-- The files of unsubscribe_group_members_history, as they are: during a compaction's grace a row may be in two.
+CREATE OR REPLACE EXTERNAL TABLE `acme-project.sendgrid.unsubscribe_group_members_raw` (
   `_sequence` INT64,
   `_sync_id` STRING,
   `_synced_at` TIMESTAMP,
@@ -954,6 +1055,12 @@ OPTIONS (
   enable_list_inference = TRUE
 );
 
+-- unsubscribe_group_members: every version of every object, one row per object per sync (members of each unsubscribe group (GET /v3/asm/groups/{id}/suppressions)).
+CREATE OR REPLACE VIEW `acme-project.sendgrid.unsubscribe_group_members_history` AS
+SELECT * FROM `acme-project.sendgrid.unsubscribe_group_members_raw`
+WHERE TRUE
+QUALIFY ROW_NUMBER() OVER (PARTITION BY `dt`, `_node`, `_sequence` ORDER BY `_node`) = 1;
+
 -- unsubscribe_group_members: the latest version of each object still present: rows of the latest complete
 -- full snapshot and of the complete incremental ones after it. An object absent from the
 -- latest full snapshot is gone. Synced full.
@@ -963,8 +1070,8 @@ JOIN `acme-project.sendgrid.sync_snapshots` AS `s` ON `s`.`sync_id` = `h`.`_sync
 WHERE `s`.`_sequence` >= COALESCE((SELECT MAX(`_sequence`) FROM `acme-project.sendgrid.sync_snapshots` WHERE `collection` = 'unsubscribe_group_members' AND `mode` = 'full'), 0)
 QUALIFY ROW_NUMBER() OVER (PARTITION BY `h`.`group_id`, `h`.`email` ORDER BY `h`.`_sequence` DESC) = 1;
 
--- unsubscribe_groups: every version of every object, one row per object per sync (unsubscribe (ASM) groups (GET /v3/asm/groups)).
-CREATE OR REPLACE EXTERNAL TABLE `acme-project.sendgrid.unsubscribe_groups_history` (
+-- The files of unsubscribe_groups_history, as they are: during a compaction's grace a row may be in two.
+CREATE OR REPLACE EXTERNAL TABLE `acme-project.sendgrid.unsubscribe_groups_raw` (
   `_sequence` INT64,
   `_sync_id` STRING,
   `_synced_at` TIMESTAMP,
@@ -988,6 +1095,12 @@ OPTIONS (
   require_hive_partition_filter = FALSE,
   enable_list_inference = TRUE
 );
+
+-- unsubscribe_groups: every version of every object, one row per object per sync (unsubscribe (ASM) groups (GET /v3/asm/groups)).
+CREATE OR REPLACE VIEW `acme-project.sendgrid.unsubscribe_groups_history` AS
+SELECT * FROM `acme-project.sendgrid.unsubscribe_groups_raw`
+WHERE TRUE
+QUALIFY ROW_NUMBER() OVER (PARTITION BY `dt`, `_node`, `_sequence` ORDER BY `_node`) = 1;
 
 -- unsubscribe_groups: the latest version of each object still present: rows of the latest complete
 -- full snapshot and of the complete incremental ones after it. An object absent from the

@@ -17,6 +17,7 @@ LOAD httpfs;
 CREATE OR REPLACE SECRET "sgload_s3" (TYPE s3, PROVIDER credential_chain, REGION 'us-east-1');
 
 -- All event files, every type, with the declared column types; event_type and dt come from the path.
+-- Columns are matched by name: a file written before a column existed reads it as NULL.
 CREATE OR REPLACE VIEW "sendgrid"."events_raw" AS
 SELECT
   CAST("_sequence" AS BIGINT) AS "_sequence",
@@ -73,7 +74,7 @@ SELECT
   CAST("_errors" AS VARCHAR[]) AS "_errors",
   CAST("event_type" AS VARCHAR) AS "event_type",
   CAST("dt" AS DATE) AS "dt"
-FROM READ_PARQUET('s3://acme-sendgrid/sendgrid/events/*/*/*.parquet', HIVE_PARTITIONING = TRUE, HIVE_TYPES = {'event_type': VARCHAR, 'dt': DATE});
+FROM READ_PARQUET('s3://acme-sendgrid/sendgrid/events/*/*/*.parquet', HIVE_PARTITIONING = TRUE, HIVE_TYPES = {'event_type': VARCHAR, 'dt': DATE}, UNION_BY_NAME = TRUE);
 
 -- Every event once: the loader's dedupe rule (same type and sg_event_id, or the same
 -- content without one), for installs with several nodes whose flushes cannot see each
@@ -324,8 +325,8 @@ LEFT JOIN latest_delivery AS "ld" ON "ld"."email" = "t"."email"
 LEFT JOIN latest_bounce AS "lb" ON "lb"."email" = "t"."email"
 LEFT JOIN group_unsubs AS "gr" ON "gr"."email" = "t"."email";
 
--- Every complete snapshot sync took. A snapshot is listed only once all its rows are in.
-CREATE OR REPLACE VIEW "sendgrid"."sync_snapshots" AS
+-- The files of sync_snapshots, as they are: during a compaction's grace a row may be in two.
+CREATE OR REPLACE VIEW "sendgrid"."sync_snapshots_raw" AS
 SELECT
   CAST("_sequence" AS BIGINT) AS "_sequence",
   CAST("_sync_id" AS VARCHAR) AS "_sync_id",
@@ -342,10 +343,15 @@ SELECT
   CAST("_raw" AS VARCHAR) AS "_raw",
   CAST("_errors" AS VARCHAR[]) AS "_errors",
   CAST("dt" AS DATE) AS "dt"
-FROM READ_PARQUET('s3://acme-sendgrid/sendgrid/objects/sync_snapshots/*/*.parquet', HIVE_PARTITIONING = TRUE, HIVE_TYPES = {'dt': DATE});
+FROM READ_PARQUET('s3://acme-sendgrid/sendgrid/objects/sync_snapshots/*/*.parquet', HIVE_PARTITIONING = TRUE, HIVE_TYPES = {'dt': DATE}, UNION_BY_NAME = TRUE);
 
--- blocks: every version of every object, one row per object per sync (blocked addresses (GET /v3/suppression/blocks)).
-CREATE OR REPLACE VIEW "sendgrid"."blocks_history" AS
+-- Every complete snapshot sync took. A snapshot is listed only once all its rows are in.
+CREATE OR REPLACE VIEW "sendgrid"."sync_snapshots" AS
+SELECT * FROM "sendgrid"."sync_snapshots_raw"
+QUALIFY ROW_NUMBER() OVER (PARTITION BY "dt", "_node", "_sequence" ORDER BY "_node") = 1;
+
+-- The files of blocks_history, as they are: during a compaction's grace a row may be in two.
+CREATE OR REPLACE VIEW "sendgrid"."blocks_raw" AS
 SELECT
   CAST("_sequence" AS BIGINT) AS "_sequence",
   CAST("_sync_id" AS VARCHAR) AS "_sync_id",
@@ -358,7 +364,12 @@ SELECT
   CAST("_raw" AS VARCHAR) AS "_raw",
   CAST("_errors" AS VARCHAR[]) AS "_errors",
   CAST("dt" AS DATE) AS "dt"
-FROM READ_PARQUET('s3://acme-sendgrid/sendgrid/objects/blocks/*/*.parquet', HIVE_PARTITIONING = TRUE, HIVE_TYPES = {'dt': DATE});
+FROM READ_PARQUET('s3://acme-sendgrid/sendgrid/objects/blocks/*/*.parquet', HIVE_PARTITIONING = TRUE, HIVE_TYPES = {'dt': DATE}, UNION_BY_NAME = TRUE);
+
+-- blocks: every version of every object, one row per object per sync (blocked addresses (GET /v3/suppression/blocks)).
+CREATE OR REPLACE VIEW "sendgrid"."blocks_history" AS
+SELECT * FROM "sendgrid"."blocks_raw"
+QUALIFY ROW_NUMBER() OVER (PARTITION BY "dt", "_node", "_sequence" ORDER BY "_node") = 1;
 
 -- blocks: the latest version of each object still present: rows of the latest complete
 -- full snapshot and of the complete incremental ones after it. An object absent from the
@@ -369,8 +380,8 @@ JOIN "sendgrid"."sync_snapshots" AS "s" ON "s"."sync_id" = "h"."_sync_id" AND "s
 WHERE "s"."_sequence" >= COALESCE((SELECT MAX("_sequence") FROM "sendgrid"."sync_snapshots" WHERE "collection" = 'blocks' AND "mode" = 'full'), 0)
 QUALIFY ROW_NUMBER() OVER (PARTITION BY "h"."email" ORDER BY "h"."_sequence" DESC) = 1;
 
--- bounces: every version of every object, one row per object per sync (bounced addresses (GET /v3/suppression/bounces)).
-CREATE OR REPLACE VIEW "sendgrid"."bounces_history" AS
+-- The files of bounces_history, as they are: during a compaction's grace a row may be in two.
+CREATE OR REPLACE VIEW "sendgrid"."bounces_raw" AS
 SELECT
   CAST("_sequence" AS BIGINT) AS "_sequence",
   CAST("_sync_id" AS VARCHAR) AS "_sync_id",
@@ -383,7 +394,12 @@ SELECT
   CAST("_raw" AS VARCHAR) AS "_raw",
   CAST("_errors" AS VARCHAR[]) AS "_errors",
   CAST("dt" AS DATE) AS "dt"
-FROM READ_PARQUET('s3://acme-sendgrid/sendgrid/objects/bounces/*/*.parquet', HIVE_PARTITIONING = TRUE, HIVE_TYPES = {'dt': DATE});
+FROM READ_PARQUET('s3://acme-sendgrid/sendgrid/objects/bounces/*/*.parquet', HIVE_PARTITIONING = TRUE, HIVE_TYPES = {'dt': DATE}, UNION_BY_NAME = TRUE);
+
+-- bounces: every version of every object, one row per object per sync (bounced addresses (GET /v3/suppression/bounces)).
+CREATE OR REPLACE VIEW "sendgrid"."bounces_history" AS
+SELECT * FROM "sendgrid"."bounces_raw"
+QUALIFY ROW_NUMBER() OVER (PARTITION BY "dt", "_node", "_sequence" ORDER BY "_node") = 1;
 
 -- bounces: the latest version of each object still present: rows of the latest complete
 -- full snapshot and of the complete incremental ones after it. An object absent from the
@@ -394,8 +410,8 @@ JOIN "sendgrid"."sync_snapshots" AS "s" ON "s"."sync_id" = "h"."_sync_id" AND "s
 WHERE "s"."_sequence" >= COALESCE((SELECT MAX("_sequence") FROM "sendgrid"."sync_snapshots" WHERE "collection" = 'bounces' AND "mode" = 'full'), 0)
 QUALIFY ROW_NUMBER() OVER (PARTITION BY "h"."email" ORDER BY "h"."_sequence" DESC) = 1;
 
--- campaigns: every version of every object, one row per object per sync (legacy Marketing Campaigns campaigns (GET /v3/campaigns)).
-CREATE OR REPLACE VIEW "sendgrid"."campaigns_history" AS
+-- The files of campaigns_history, as they are: during a compaction's grace a row may be in two.
+CREATE OR REPLACE VIEW "sendgrid"."campaigns_raw" AS
 SELECT
   CAST("_sequence" AS BIGINT) AS "_sequence",
   CAST("_sync_id" AS VARCHAR) AS "_sync_id",
@@ -418,7 +434,12 @@ SELECT
   CAST("_raw" AS VARCHAR) AS "_raw",
   CAST("_errors" AS VARCHAR[]) AS "_errors",
   CAST("dt" AS DATE) AS "dt"
-FROM READ_PARQUET('s3://acme-sendgrid/sendgrid/objects/campaigns/*/*.parquet', HIVE_PARTITIONING = TRUE, HIVE_TYPES = {'dt': DATE});
+FROM READ_PARQUET('s3://acme-sendgrid/sendgrid/objects/campaigns/*/*.parquet', HIVE_PARTITIONING = TRUE, HIVE_TYPES = {'dt': DATE}, UNION_BY_NAME = TRUE);
+
+-- campaigns: every version of every object, one row per object per sync (legacy Marketing Campaigns campaigns (GET /v3/campaigns)).
+CREATE OR REPLACE VIEW "sendgrid"."campaigns_history" AS
+SELECT * FROM "sendgrid"."campaigns_raw"
+QUALIFY ROW_NUMBER() OVER (PARTITION BY "dt", "_node", "_sequence" ORDER BY "_node") = 1;
 
 -- campaigns: the latest version of each object still present: rows of the latest complete
 -- full snapshot and of the complete incremental ones after it. An object absent from the
@@ -429,8 +450,8 @@ JOIN "sendgrid"."sync_snapshots" AS "s" ON "s"."sync_id" = "h"."_sync_id" AND "s
 WHERE "s"."_sequence" >= COALESCE((SELECT MAX("_sequence") FROM "sendgrid"."sync_snapshots" WHERE "collection" = 'campaigns' AND "mode" = 'full'), 0)
 QUALIFY ROW_NUMBER() OVER (PARTITION BY "h"."id" ORDER BY "h"."_sequence" DESC) = 1;
 
--- field_definitions: every version of every object, one row per object per sync (custom and reserved field definitions (GET /v3/marketing/field_definitions)).
-CREATE OR REPLACE VIEW "sendgrid"."field_definitions_history" AS
+-- The files of field_definitions_history, as they are: during a compaction's grace a row may be in two.
+CREATE OR REPLACE VIEW "sendgrid"."field_definitions_raw" AS
 SELECT
   CAST("_sequence" AS BIGINT) AS "_sequence",
   CAST("_sync_id" AS VARCHAR) AS "_sync_id",
@@ -444,7 +465,12 @@ SELECT
   CAST("_raw" AS VARCHAR) AS "_raw",
   CAST("_errors" AS VARCHAR[]) AS "_errors",
   CAST("dt" AS DATE) AS "dt"
-FROM READ_PARQUET('s3://acme-sendgrid/sendgrid/objects/field_definitions/*/*.parquet', HIVE_PARTITIONING = TRUE, HIVE_TYPES = {'dt': DATE});
+FROM READ_PARQUET('s3://acme-sendgrid/sendgrid/objects/field_definitions/*/*.parquet', HIVE_PARTITIONING = TRUE, HIVE_TYPES = {'dt': DATE}, UNION_BY_NAME = TRUE);
+
+-- field_definitions: every version of every object, one row per object per sync (custom and reserved field definitions (GET /v3/marketing/field_definitions)).
+CREATE OR REPLACE VIEW "sendgrid"."field_definitions_history" AS
+SELECT * FROM "sendgrid"."field_definitions_raw"
+QUALIFY ROW_NUMBER() OVER (PARTITION BY "dt", "_node", "_sequence" ORDER BY "_node") = 1;
 
 -- field_definitions: the latest version of each object still present: rows of the latest complete
 -- full snapshot and of the complete incremental ones after it. An object absent from the
@@ -455,8 +481,8 @@ JOIN "sendgrid"."sync_snapshots" AS "s" ON "s"."sync_id" = "h"."_sync_id" AND "s
 WHERE "s"."_sequence" >= COALESCE((SELECT MAX("_sequence") FROM "sendgrid"."sync_snapshots" WHERE "collection" = 'field_definitions' AND "mode" = 'full'), 0)
 QUALIFY ROW_NUMBER() OVER (PARTITION BY "h"."id" ORDER BY "h"."_sequence" DESC) = 1;
 
--- global_unsubscribes: every version of every object, one row per object per sync (global unsubscribes (GET /v3/suppression/unsubscribes)).
-CREATE OR REPLACE VIEW "sendgrid"."global_unsubscribes_history" AS
+-- The files of global_unsubscribes_history, as they are: during a compaction's grace a row may be in two.
+CREATE OR REPLACE VIEW "sendgrid"."global_unsubscribes_raw" AS
 SELECT
   CAST("_sequence" AS BIGINT) AS "_sequence",
   CAST("_sync_id" AS VARCHAR) AS "_sync_id",
@@ -467,7 +493,12 @@ SELECT
   CAST("_raw" AS VARCHAR) AS "_raw",
   CAST("_errors" AS VARCHAR[]) AS "_errors",
   CAST("dt" AS DATE) AS "dt"
-FROM READ_PARQUET('s3://acme-sendgrid/sendgrid/objects/global_unsubscribes/*/*.parquet', HIVE_PARTITIONING = TRUE, HIVE_TYPES = {'dt': DATE});
+FROM READ_PARQUET('s3://acme-sendgrid/sendgrid/objects/global_unsubscribes/*/*.parquet', HIVE_PARTITIONING = TRUE, HIVE_TYPES = {'dt': DATE}, UNION_BY_NAME = TRUE);
+
+-- global_unsubscribes: every version of every object, one row per object per sync (global unsubscribes (GET /v3/suppression/unsubscribes)).
+CREATE OR REPLACE VIEW "sendgrid"."global_unsubscribes_history" AS
+SELECT * FROM "sendgrid"."global_unsubscribes_raw"
+QUALIFY ROW_NUMBER() OVER (PARTITION BY "dt", "_node", "_sequence" ORDER BY "_node") = 1;
 
 -- global_unsubscribes: the latest version of each object still present: rows of the latest complete
 -- full snapshot and of the complete incremental ones after it. An object absent from the
@@ -478,8 +509,8 @@ JOIN "sendgrid"."sync_snapshots" AS "s" ON "s"."sync_id" = "h"."_sync_id" AND "s
 WHERE "s"."_sequence" >= COALESCE((SELECT MAX("_sequence") FROM "sendgrid"."sync_snapshots" WHERE "collection" = 'global_unsubscribes' AND "mode" = 'full'), 0)
 QUALIFY ROW_NUMBER() OVER (PARTITION BY "h"."email" ORDER BY "h"."_sequence" DESC) = 1;
 
--- invalid_emails: every version of every object, one row per object per sync (invalid addresses (GET /v3/suppression/invalid_emails)).
-CREATE OR REPLACE VIEW "sendgrid"."invalid_emails_history" AS
+-- The files of invalid_emails_history, as they are: during a compaction's grace a row may be in two.
+CREATE OR REPLACE VIEW "sendgrid"."invalid_emails_raw" AS
 SELECT
   CAST("_sequence" AS BIGINT) AS "_sequence",
   CAST("_sync_id" AS VARCHAR) AS "_sync_id",
@@ -491,7 +522,12 @@ SELECT
   CAST("_raw" AS VARCHAR) AS "_raw",
   CAST("_errors" AS VARCHAR[]) AS "_errors",
   CAST("dt" AS DATE) AS "dt"
-FROM READ_PARQUET('s3://acme-sendgrid/sendgrid/objects/invalid_emails/*/*.parquet', HIVE_PARTITIONING = TRUE, HIVE_TYPES = {'dt': DATE});
+FROM READ_PARQUET('s3://acme-sendgrid/sendgrid/objects/invalid_emails/*/*.parquet', HIVE_PARTITIONING = TRUE, HIVE_TYPES = {'dt': DATE}, UNION_BY_NAME = TRUE);
+
+-- invalid_emails: every version of every object, one row per object per sync (invalid addresses (GET /v3/suppression/invalid_emails)).
+CREATE OR REPLACE VIEW "sendgrid"."invalid_emails_history" AS
+SELECT * FROM "sendgrid"."invalid_emails_raw"
+QUALIFY ROW_NUMBER() OVER (PARTITION BY "dt", "_node", "_sequence" ORDER BY "_node") = 1;
 
 -- invalid_emails: the latest version of each object still present: rows of the latest complete
 -- full snapshot and of the complete incremental ones after it. An object absent from the
@@ -502,8 +538,8 @@ JOIN "sendgrid"."sync_snapshots" AS "s" ON "s"."sync_id" = "h"."_sync_id" AND "s
 WHERE "s"."_sequence" >= COALESCE((SELECT MAX("_sequence") FROM "sendgrid"."sync_snapshots" WHERE "collection" = 'invalid_emails' AND "mode" = 'full'), 0)
 QUALIFY ROW_NUMBER() OVER (PARTITION BY "h"."email" ORDER BY "h"."_sequence" DESC) = 1;
 
--- lists: every version of every object, one row per object per sync (legacy Marketing Campaigns contact lists (GET /v3/contactdb/lists)).
-CREATE OR REPLACE VIEW "sendgrid"."lists_history" AS
+-- The files of lists_history, as they are: during a compaction's grace a row may be in two.
+CREATE OR REPLACE VIEW "sendgrid"."lists_raw" AS
 SELECT
   CAST("_sequence" AS BIGINT) AS "_sequence",
   CAST("_sync_id" AS VARCHAR) AS "_sync_id",
@@ -515,7 +551,12 @@ SELECT
   CAST("_raw" AS VARCHAR) AS "_raw",
   CAST("_errors" AS VARCHAR[]) AS "_errors",
   CAST("dt" AS DATE) AS "dt"
-FROM READ_PARQUET('s3://acme-sendgrid/sendgrid/objects/lists/*/*.parquet', HIVE_PARTITIONING = TRUE, HIVE_TYPES = {'dt': DATE});
+FROM READ_PARQUET('s3://acme-sendgrid/sendgrid/objects/lists/*/*.parquet', HIVE_PARTITIONING = TRUE, HIVE_TYPES = {'dt': DATE}, UNION_BY_NAME = TRUE);
+
+-- lists: every version of every object, one row per object per sync (legacy Marketing Campaigns contact lists (GET /v3/contactdb/lists)).
+CREATE OR REPLACE VIEW "sendgrid"."lists_history" AS
+SELECT * FROM "sendgrid"."lists_raw"
+QUALIFY ROW_NUMBER() OVER (PARTITION BY "dt", "_node", "_sequence" ORDER BY "_node") = 1;
 
 -- lists: the latest version of each object still present: rows of the latest complete
 -- full snapshot and of the complete incremental ones after it. An object absent from the
@@ -526,8 +567,8 @@ JOIN "sendgrid"."sync_snapshots" AS "s" ON "s"."sync_id" = "h"."_sync_id" AND "s
 WHERE "s"."_sequence" >= COALESCE((SELECT MAX("_sequence") FROM "sendgrid"."sync_snapshots" WHERE "collection" = 'lists' AND "mode" = 'full'), 0)
 QUALIFY ROW_NUMBER() OVER (PARTITION BY "h"."id" ORDER BY "h"."_sequence" DESC) = 1;
 
--- mc_contacts: every version of every object, one row per object per sync (Marketing Campaigns contacts, through the export job (POST /v3/marketing/contacts/exports)).
-CREATE OR REPLACE VIEW "sendgrid"."mc_contacts_history" AS
+-- The files of mc_contacts_history, as they are: during a compaction's grace a row may be in two.
+CREATE OR REPLACE VIEW "sendgrid"."mc_contacts_raw" AS
 SELECT
   CAST("_sequence" AS BIGINT) AS "_sequence",
   CAST("_sync_id" AS VARCHAR) AS "_sync_id",
@@ -549,7 +590,12 @@ SELECT
   CAST("_raw" AS VARCHAR) AS "_raw",
   CAST("_errors" AS VARCHAR[]) AS "_errors",
   CAST("dt" AS DATE) AS "dt"
-FROM READ_PARQUET('s3://acme-sendgrid/sendgrid/objects/mc_contacts/*/*.parquet', HIVE_PARTITIONING = TRUE, HIVE_TYPES = {'dt': DATE});
+FROM READ_PARQUET('s3://acme-sendgrid/sendgrid/objects/mc_contacts/*/*.parquet', HIVE_PARTITIONING = TRUE, HIVE_TYPES = {'dt': DATE}, UNION_BY_NAME = TRUE);
+
+-- mc_contacts: every version of every object, one row per object per sync (Marketing Campaigns contacts, through the export job (POST /v3/marketing/contacts/exports)).
+CREATE OR REPLACE VIEW "sendgrid"."mc_contacts_history" AS
+SELECT * FROM "sendgrid"."mc_contacts_raw"
+QUALIFY ROW_NUMBER() OVER (PARTITION BY "dt", "_node", "_sequence" ORDER BY "_node") = 1;
 
 -- mc_contacts: the latest version of each object still present: rows of the latest complete
 -- full snapshot and of the complete incremental ones after it. An object absent from the
@@ -560,8 +606,8 @@ JOIN "sendgrid"."sync_snapshots" AS "s" ON "s"."sync_id" = "h"."_sync_id" AND "s
 WHERE "s"."_sequence" >= COALESCE((SELECT MAX("_sequence") FROM "sendgrid"."sync_snapshots" WHERE "collection" = 'mc_contacts' AND "mode" = 'full'), 0)
 QUALIFY ROW_NUMBER() OVER (PARTITION BY "h"."contact_id" ORDER BY "h"."_sequence" DESC) = 1;
 
--- mc_lists: every version of every object, one row per object per sync (Marketing Campaigns lists (GET /v3/marketing/lists)).
-CREATE OR REPLACE VIEW "sendgrid"."mc_lists_history" AS
+-- The files of mc_lists_history, as they are: during a compaction's grace a row may be in two.
+CREATE OR REPLACE VIEW "sendgrid"."mc_lists_raw" AS
 SELECT
   CAST("_sequence" AS BIGINT) AS "_sequence",
   CAST("_sync_id" AS VARCHAR) AS "_sync_id",
@@ -573,7 +619,12 @@ SELECT
   CAST("_raw" AS VARCHAR) AS "_raw",
   CAST("_errors" AS VARCHAR[]) AS "_errors",
   CAST("dt" AS DATE) AS "dt"
-FROM READ_PARQUET('s3://acme-sendgrid/sendgrid/objects/mc_lists/*/*.parquet', HIVE_PARTITIONING = TRUE, HIVE_TYPES = {'dt': DATE});
+FROM READ_PARQUET('s3://acme-sendgrid/sendgrid/objects/mc_lists/*/*.parquet', HIVE_PARTITIONING = TRUE, HIVE_TYPES = {'dt': DATE}, UNION_BY_NAME = TRUE);
+
+-- mc_lists: every version of every object, one row per object per sync (Marketing Campaigns lists (GET /v3/marketing/lists)).
+CREATE OR REPLACE VIEW "sendgrid"."mc_lists_history" AS
+SELECT * FROM "sendgrid"."mc_lists_raw"
+QUALIFY ROW_NUMBER() OVER (PARTITION BY "dt", "_node", "_sequence" ORDER BY "_node") = 1;
 
 -- mc_lists: the latest version of each object still present: rows of the latest complete
 -- full snapshot and of the complete incremental ones after it. An object absent from the
@@ -584,8 +635,8 @@ JOIN "sendgrid"."sync_snapshots" AS "s" ON "s"."sync_id" = "h"."_sync_id" AND "s
 WHERE "s"."_sequence" >= COALESCE((SELECT MAX("_sequence") FROM "sendgrid"."sync_snapshots" WHERE "collection" = 'mc_lists' AND "mode" = 'full'), 0)
 QUALIFY ROW_NUMBER() OVER (PARTITION BY "h"."id" ORDER BY "h"."_sequence" DESC) = 1;
 
--- mc_segments: every version of every object, one row per object per sync (Marketing Campaigns segments 2.0 (GET /v3/marketing/segments/2.0)).
-CREATE OR REPLACE VIEW "sendgrid"."mc_segments_history" AS
+-- The files of mc_segments_history, as they are: during a compaction's grace a row may be in two.
+CREATE OR REPLACE VIEW "sendgrid"."mc_segments_raw" AS
 SELECT
   CAST("_sequence" AS BIGINT) AS "_sequence",
   CAST("_sync_id" AS VARCHAR) AS "_sync_id",
@@ -604,7 +655,12 @@ SELECT
   CAST("_raw" AS VARCHAR) AS "_raw",
   CAST("_errors" AS VARCHAR[]) AS "_errors",
   CAST("dt" AS DATE) AS "dt"
-FROM READ_PARQUET('s3://acme-sendgrid/sendgrid/objects/mc_segments/*/*.parquet', HIVE_PARTITIONING = TRUE, HIVE_TYPES = {'dt': DATE});
+FROM READ_PARQUET('s3://acme-sendgrid/sendgrid/objects/mc_segments/*/*.parquet', HIVE_PARTITIONING = TRUE, HIVE_TYPES = {'dt': DATE}, UNION_BY_NAME = TRUE);
+
+-- mc_segments: every version of every object, one row per object per sync (Marketing Campaigns segments 2.0 (GET /v3/marketing/segments/2.0)).
+CREATE OR REPLACE VIEW "sendgrid"."mc_segments_history" AS
+SELECT * FROM "sendgrid"."mc_segments_raw"
+QUALIFY ROW_NUMBER() OVER (PARTITION BY "dt", "_node", "_sequence" ORDER BY "_node") = 1;
 
 -- mc_segments: the latest version of each object still present: rows of the latest complete
 -- full snapshot and of the complete incremental ones after it. An object absent from the
@@ -615,8 +671,8 @@ JOIN "sendgrid"."sync_snapshots" AS "s" ON "s"."sync_id" = "h"."_sync_id" AND "s
 WHERE "s"."_sequence" >= COALESCE((SELECT MAX("_sequence") FROM "sendgrid"."sync_snapshots" WHERE "collection" = 'mc_segments' AND "mode" = 'full'), 0)
 QUALIFY ROW_NUMBER() OVER (PARTITION BY "h"."id" ORDER BY "h"."_sequence" DESC) = 1;
 
--- messages: every version of every object, one row per object per sync (messages of the Email Activity API, 30 days kept (GET /v3/messages), incremental on last_event_time).
-CREATE OR REPLACE VIEW "sendgrid"."messages_history" AS
+-- The files of messages_history, as they are: during a compaction's grace a row may be in two.
+CREATE OR REPLACE VIEW "sendgrid"."messages_raw" AS
 SELECT
   CAST("_sequence" AS BIGINT) AS "_sequence",
   CAST("_sync_id" AS VARCHAR) AS "_sync_id",
@@ -633,19 +689,22 @@ SELECT
   CAST("_raw" AS VARCHAR) AS "_raw",
   CAST("_errors" AS VARCHAR[]) AS "_errors",
   CAST("dt" AS DATE) AS "dt"
-FROM READ_PARQUET('s3://acme-sendgrid/sendgrid/objects/messages/*/*.parquet', HIVE_PARTITIONING = TRUE, HIVE_TYPES = {'dt': DATE});
+FROM READ_PARQUET('s3://acme-sendgrid/sendgrid/objects/messages/*/*.parquet', HIVE_PARTITIONING = TRUE, HIVE_TYPES = {'dt': DATE}, UNION_BY_NAME = TRUE);
 
--- messages: the latest version of each object still present: rows of the latest complete
--- full snapshot and of the complete incremental ones after it. An object absent from the
--- latest full snapshot is gone. Synced incremental (deletions show after a sync with --full-refresh).
+-- messages: every version of every object, one row per object per sync (messages of the Email Activity API, 30 days kept (GET /v3/messages), incremental on last_event_time).
+CREATE OR REPLACE VIEW "sendgrid"."messages_history" AS
+SELECT * FROM "sendgrid"."messages_raw"
+QUALIFY ROW_NUMBER() OVER (PARTITION BY "dt", "_node", "_sequence" ORDER BY "_node") = 1;
+
+-- messages: the latest version of each object any complete sync saw. The API forgets
+-- them after a while; the bucket keeps them, so absence is not deletion.
 CREATE OR REPLACE VIEW "sendgrid"."messages_latest" AS
 SELECT "h".* FROM "sendgrid"."messages_history" AS "h"
 JOIN "sendgrid"."sync_snapshots" AS "s" ON "s"."sync_id" = "h"."_sync_id" AND "s"."collection" = 'messages'
-WHERE "s"."_sequence" >= COALESCE((SELECT MAX("_sequence") FROM "sendgrid"."sync_snapshots" WHERE "collection" = 'messages' AND "mode" = 'full'), 0)
 QUALIFY ROW_NUMBER() OVER (PARTITION BY "h"."msg_id" ORDER BY "h"."_sequence" DESC) = 1;
 
--- recipients: every version of every object, one row per object per sync (legacy Marketing Campaigns recipients (GET /v3/contactdb/recipients)).
-CREATE OR REPLACE VIEW "sendgrid"."recipients_history" AS
+-- The files of recipients_history, as they are: during a compaction's grace a row may be in two.
+CREATE OR REPLACE VIEW "sendgrid"."recipients_raw" AS
 SELECT
   CAST("_sequence" AS BIGINT) AS "_sequence",
   CAST("_sync_id" AS VARCHAR) AS "_sync_id",
@@ -664,7 +723,12 @@ SELECT
   CAST("_raw" AS VARCHAR) AS "_raw",
   CAST("_errors" AS VARCHAR[]) AS "_errors",
   CAST("dt" AS DATE) AS "dt"
-FROM READ_PARQUET('s3://acme-sendgrid/sendgrid/objects/recipients/*/*.parquet', HIVE_PARTITIONING = TRUE, HIVE_TYPES = {'dt': DATE});
+FROM READ_PARQUET('s3://acme-sendgrid/sendgrid/objects/recipients/*/*.parquet', HIVE_PARTITIONING = TRUE, HIVE_TYPES = {'dt': DATE}, UNION_BY_NAME = TRUE);
+
+-- recipients: every version of every object, one row per object per sync (legacy Marketing Campaigns recipients (GET /v3/contactdb/recipients)).
+CREATE OR REPLACE VIEW "sendgrid"."recipients_history" AS
+SELECT * FROM "sendgrid"."recipients_raw"
+QUALIFY ROW_NUMBER() OVER (PARTITION BY "dt", "_node", "_sequence" ORDER BY "_node") = 1;
 
 -- recipients: the latest version of each object still present: rows of the latest complete
 -- full snapshot and of the complete incremental ones after it. An object absent from the
@@ -675,8 +739,8 @@ JOIN "sendgrid"."sync_snapshots" AS "s" ON "s"."sync_id" = "h"."_sync_id" AND "s
 WHERE "s"."_sequence" >= COALESCE((SELECT MAX("_sequence") FROM "sendgrid"."sync_snapshots" WHERE "collection" = 'recipients' AND "mode" = 'full'), 0)
 QUALIFY ROW_NUMBER() OVER (PARTITION BY "h"."id" ORDER BY "h"."_sequence" DESC) = 1;
 
--- segments: every version of every object, one row per object per sync (legacy Marketing Campaigns segments (GET /v3/contactdb/segments)).
-CREATE OR REPLACE VIEW "sendgrid"."segments_history" AS
+-- The files of segments_history, as they are: during a compaction's grace a row may be in two.
+CREATE OR REPLACE VIEW "sendgrid"."segments_raw" AS
 SELECT
   CAST("_sequence" AS BIGINT) AS "_sequence",
   CAST("_sync_id" AS VARCHAR) AS "_sync_id",
@@ -690,7 +754,12 @@ SELECT
   CAST("_raw" AS VARCHAR) AS "_raw",
   CAST("_errors" AS VARCHAR[]) AS "_errors",
   CAST("dt" AS DATE) AS "dt"
-FROM READ_PARQUET('s3://acme-sendgrid/sendgrid/objects/segments/*/*.parquet', HIVE_PARTITIONING = TRUE, HIVE_TYPES = {'dt': DATE});
+FROM READ_PARQUET('s3://acme-sendgrid/sendgrid/objects/segments/*/*.parquet', HIVE_PARTITIONING = TRUE, HIVE_TYPES = {'dt': DATE}, UNION_BY_NAME = TRUE);
+
+-- segments: every version of every object, one row per object per sync (legacy Marketing Campaigns segments (GET /v3/contactdb/segments)).
+CREATE OR REPLACE VIEW "sendgrid"."segments_history" AS
+SELECT * FROM "sendgrid"."segments_raw"
+QUALIFY ROW_NUMBER() OVER (PARTITION BY "dt", "_node", "_sequence" ORDER BY "_node") = 1;
 
 -- segments: the latest version of each object still present: rows of the latest complete
 -- full snapshot and of the complete incremental ones after it. An object absent from the
@@ -701,8 +770,8 @@ JOIN "sendgrid"."sync_snapshots" AS "s" ON "s"."sync_id" = "h"."_sync_id" AND "s
 WHERE "s"."_sequence" >= COALESCE((SELECT MAX("_sequence") FROM "sendgrid"."sync_snapshots" WHERE "collection" = 'segments' AND "mode" = 'full'), 0)
 QUALIFY ROW_NUMBER() OVER (PARTITION BY "h"."id" ORDER BY "h"."_sequence" DESC) = 1;
 
--- singlesends: every version of every object, one row per object per sync (single sends (GET /v3/marketing/singlesends)).
-CREATE OR REPLACE VIEW "sendgrid"."singlesends_history" AS
+-- The files of singlesends_history, as they are: during a compaction's grace a row may be in two.
+CREATE OR REPLACE VIEW "sendgrid"."singlesends_raw" AS
 SELECT
   CAST("_sequence" AS BIGINT) AS "_sequence",
   CAST("_sync_id" AS VARCHAR) AS "_sync_id",
@@ -719,7 +788,12 @@ SELECT
   CAST("_raw" AS VARCHAR) AS "_raw",
   CAST("_errors" AS VARCHAR[]) AS "_errors",
   CAST("dt" AS DATE) AS "dt"
-FROM READ_PARQUET('s3://acme-sendgrid/sendgrid/objects/singlesends/*/*.parquet', HIVE_PARTITIONING = TRUE, HIVE_TYPES = {'dt': DATE});
+FROM READ_PARQUET('s3://acme-sendgrid/sendgrid/objects/singlesends/*/*.parquet', HIVE_PARTITIONING = TRUE, HIVE_TYPES = {'dt': DATE}, UNION_BY_NAME = TRUE);
+
+-- singlesends: every version of every object, one row per object per sync (single sends (GET /v3/marketing/singlesends)).
+CREATE OR REPLACE VIEW "sendgrid"."singlesends_history" AS
+SELECT * FROM "sendgrid"."singlesends_raw"
+QUALIFY ROW_NUMBER() OVER (PARTITION BY "dt", "_node", "_sequence" ORDER BY "_node") = 1;
 
 -- singlesends: the latest version of each object still present: rows of the latest complete
 -- full snapshot and of the complete incremental ones after it. An object absent from the
@@ -730,8 +804,8 @@ JOIN "sendgrid"."sync_snapshots" AS "s" ON "s"."sync_id" = "h"."_sync_id" AND "s
 WHERE "s"."_sequence" >= COALESCE((SELECT MAX("_sequence") FROM "sendgrid"."sync_snapshots" WHERE "collection" = 'singlesends' AND "mode" = 'full'), 0)
 QUALIFY ROW_NUMBER() OVER (PARTITION BY "h"."id" ORDER BY "h"."_sequence" DESC) = 1;
 
--- spam_reports: every version of every object, one row per object per sync (spam reports (GET /v3/suppression/spam_reports)).
-CREATE OR REPLACE VIEW "sendgrid"."spam_reports_history" AS
+-- The files of spam_reports_history, as they are: during a compaction's grace a row may be in two.
+CREATE OR REPLACE VIEW "sendgrid"."spam_reports_raw" AS
 SELECT
   CAST("_sequence" AS BIGINT) AS "_sequence",
   CAST("_sync_id" AS VARCHAR) AS "_sync_id",
@@ -743,7 +817,12 @@ SELECT
   CAST("_raw" AS VARCHAR) AS "_raw",
   CAST("_errors" AS VARCHAR[]) AS "_errors",
   CAST("dt" AS DATE) AS "dt"
-FROM READ_PARQUET('s3://acme-sendgrid/sendgrid/objects/spam_reports/*/*.parquet', HIVE_PARTITIONING = TRUE, HIVE_TYPES = {'dt': DATE});
+FROM READ_PARQUET('s3://acme-sendgrid/sendgrid/objects/spam_reports/*/*.parquet', HIVE_PARTITIONING = TRUE, HIVE_TYPES = {'dt': DATE}, UNION_BY_NAME = TRUE);
+
+-- spam_reports: every version of every object, one row per object per sync (spam reports (GET /v3/suppression/spam_reports)).
+CREATE OR REPLACE VIEW "sendgrid"."spam_reports_history" AS
+SELECT * FROM "sendgrid"."spam_reports_raw"
+QUALIFY ROW_NUMBER() OVER (PARTITION BY "dt", "_node", "_sequence" ORDER BY "_node") = 1;
 
 -- spam_reports: the latest version of each object still present: rows of the latest complete
 -- full snapshot and of the complete incremental ones after it. An object absent from the
@@ -754,8 +833,8 @@ JOIN "sendgrid"."sync_snapshots" AS "s" ON "s"."sync_id" = "h"."_sync_id" AND "s
 WHERE "s"."_sequence" >= COALESCE((SELECT MAX("_sequence") FROM "sendgrid"."sync_snapshots" WHERE "collection" = 'spam_reports' AND "mode" = 'full'), 0)
 QUALIFY ROW_NUMBER() OVER (PARTITION BY "h"."email" ORDER BY "h"."_sequence" DESC) = 1;
 
--- templates: every version of every object, one row per object per sync (legacy and dynamic templates (GET /v3/templates?generations=legacy,dynamic)).
-CREATE OR REPLACE VIEW "sendgrid"."templates_history" AS
+-- The files of templates_history, as they are: during a compaction's grace a row may be in two.
+CREATE OR REPLACE VIEW "sendgrid"."templates_raw" AS
 SELECT
   CAST("_sequence" AS BIGINT) AS "_sequence",
   CAST("_sync_id" AS VARCHAR) AS "_sync_id",
@@ -769,7 +848,12 @@ SELECT
   CAST("_raw" AS VARCHAR) AS "_raw",
   CAST("_errors" AS VARCHAR[]) AS "_errors",
   CAST("dt" AS DATE) AS "dt"
-FROM READ_PARQUET('s3://acme-sendgrid/sendgrid/objects/templates/*/*.parquet', HIVE_PARTITIONING = TRUE, HIVE_TYPES = {'dt': DATE});
+FROM READ_PARQUET('s3://acme-sendgrid/sendgrid/objects/templates/*/*.parquet', HIVE_PARTITIONING = TRUE, HIVE_TYPES = {'dt': DATE}, UNION_BY_NAME = TRUE);
+
+-- templates: every version of every object, one row per object per sync (legacy and dynamic templates (GET /v3/templates?generations=legacy,dynamic)).
+CREATE OR REPLACE VIEW "sendgrid"."templates_history" AS
+SELECT * FROM "sendgrid"."templates_raw"
+QUALIFY ROW_NUMBER() OVER (PARTITION BY "dt", "_node", "_sequence" ORDER BY "_node") = 1;
 
 -- templates: the latest version of each object still present: rows of the latest complete
 -- full snapshot and of the complete incremental ones after it. An object absent from the
@@ -780,8 +864,8 @@ JOIN "sendgrid"."sync_snapshots" AS "s" ON "s"."sync_id" = "h"."_sync_id" AND "s
 WHERE "s"."_sequence" >= COALESCE((SELECT MAX("_sequence") FROM "sendgrid"."sync_snapshots" WHERE "collection" = 'templates' AND "mode" = 'full'), 0)
 QUALIFY ROW_NUMBER() OVER (PARTITION BY "h"."id" ORDER BY "h"."_sequence" DESC) = 1;
 
--- unsubscribe_group_members: every version of every object, one row per object per sync (members of each unsubscribe group (GET /v3/asm/groups/{id}/suppressions)).
-CREATE OR REPLACE VIEW "sendgrid"."unsubscribe_group_members_history" AS
+-- The files of unsubscribe_group_members_history, as they are: during a compaction's grace a row may be in two.
+CREATE OR REPLACE VIEW "sendgrid"."unsubscribe_group_members_raw" AS
 SELECT
   CAST("_sequence" AS BIGINT) AS "_sequence",
   CAST("_sync_id" AS VARCHAR) AS "_sync_id",
@@ -792,7 +876,12 @@ SELECT
   CAST("_raw" AS VARCHAR) AS "_raw",
   CAST("_errors" AS VARCHAR[]) AS "_errors",
   CAST("dt" AS DATE) AS "dt"
-FROM READ_PARQUET('s3://acme-sendgrid/sendgrid/objects/unsubscribe_group_members/*/*.parquet', HIVE_PARTITIONING = TRUE, HIVE_TYPES = {'dt': DATE});
+FROM READ_PARQUET('s3://acme-sendgrid/sendgrid/objects/unsubscribe_group_members/*/*.parquet', HIVE_PARTITIONING = TRUE, HIVE_TYPES = {'dt': DATE}, UNION_BY_NAME = TRUE);
+
+-- unsubscribe_group_members: every version of every object, one row per object per sync (members of each unsubscribe group (GET /v3/asm/groups/{id}/suppressions)).
+CREATE OR REPLACE VIEW "sendgrid"."unsubscribe_group_members_history" AS
+SELECT * FROM "sendgrid"."unsubscribe_group_members_raw"
+QUALIFY ROW_NUMBER() OVER (PARTITION BY "dt", "_node", "_sequence" ORDER BY "_node") = 1;
 
 -- unsubscribe_group_members: the latest version of each object still present: rows of the latest complete
 -- full snapshot and of the complete incremental ones after it. An object absent from the
@@ -803,8 +892,8 @@ JOIN "sendgrid"."sync_snapshots" AS "s" ON "s"."sync_id" = "h"."_sync_id" AND "s
 WHERE "s"."_sequence" >= COALESCE((SELECT MAX("_sequence") FROM "sendgrid"."sync_snapshots" WHERE "collection" = 'unsubscribe_group_members' AND "mode" = 'full'), 0)
 QUALIFY ROW_NUMBER() OVER (PARTITION BY "h"."group_id", "h"."email" ORDER BY "h"."_sequence" DESC) = 1;
 
--- unsubscribe_groups: every version of every object, one row per object per sync (unsubscribe (ASM) groups (GET /v3/asm/groups)).
-CREATE OR REPLACE VIEW "sendgrid"."unsubscribe_groups_history" AS
+-- The files of unsubscribe_groups_history, as they are: during a compaction's grace a row may be in two.
+CREATE OR REPLACE VIEW "sendgrid"."unsubscribe_groups_raw" AS
 SELECT
   CAST("_sequence" AS BIGINT) AS "_sequence",
   CAST("_sync_id" AS VARCHAR) AS "_sync_id",
@@ -818,7 +907,12 @@ SELECT
   CAST("_raw" AS VARCHAR) AS "_raw",
   CAST("_errors" AS VARCHAR[]) AS "_errors",
   CAST("dt" AS DATE) AS "dt"
-FROM READ_PARQUET('s3://acme-sendgrid/sendgrid/objects/unsubscribe_groups/*/*.parquet', HIVE_PARTITIONING = TRUE, HIVE_TYPES = {'dt': DATE});
+FROM READ_PARQUET('s3://acme-sendgrid/sendgrid/objects/unsubscribe_groups/*/*.parquet', HIVE_PARTITIONING = TRUE, HIVE_TYPES = {'dt': DATE}, UNION_BY_NAME = TRUE);
+
+-- unsubscribe_groups: every version of every object, one row per object per sync (unsubscribe (ASM) groups (GET /v3/asm/groups)).
+CREATE OR REPLACE VIEW "sendgrid"."unsubscribe_groups_history" AS
+SELECT * FROM "sendgrid"."unsubscribe_groups_raw"
+QUALIFY ROW_NUMBER() OVER (PARTITION BY "dt", "_node", "_sequence" ORDER BY "_node") = 1;
 
 -- unsubscribe_groups: the latest version of each object still present: rows of the latest complete
 -- full snapshot and of the complete incremental ones after it. An object absent from the

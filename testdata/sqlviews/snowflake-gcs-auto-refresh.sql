@@ -324,8 +324,8 @@ LEFT JOIN latest_delivery AS "LD" ON "LD"."EMAIL" = "T"."EMAIL"
 LEFT JOIN latest_bounce AS "LB" ON "LB"."EMAIL" = "T"."EMAIL"
 LEFT JOIN group_unsubs AS "GR" ON "GR"."EMAIL" = "T"."EMAIL";
 
--- Every complete snapshot sync took. A snapshot is listed only once all its rows are in.
-CREATE OR REPLACE EXTERNAL TABLE "ANALYTICS"."SENDGRID"."SYNC_SNAPSHOTS" (
+-- The files of sync_snapshots, as they are: during a compaction's grace a row may be in two.
+CREATE OR REPLACE EXTERNAL TABLE "ANALYTICS"."SENDGRID"."SYNC_SNAPSHOTS_RAW" (
   "DT" DATE AS (TO_DATE(SPLIT_PART(SPLIT_PART(METADATA$FILENAME, '/dt=', 2), '/', 1))),
   "_SEQUENCE" NUMBER(38,0) AS (VALUE:"_sequence"::NUMBER(38,0)),
   "_SYNC_ID" VARCHAR AS (VALUE:"_sync_id"::VARCHAR),
@@ -348,10 +348,15 @@ LOCATION = @"ANALYTICS"."SENDGRID"."SGLOAD_STAGE"/objects/sync_snapshots/
 AUTO_REFRESH = TRUE
 FILE_FORMAT = (TYPE = PARQUET);
 
-ALTER EXTERNAL TABLE "ANALYTICS"."SENDGRID"."SYNC_SNAPSHOTS" REFRESH;
+ALTER EXTERNAL TABLE "ANALYTICS"."SENDGRID"."SYNC_SNAPSHOTS_RAW" REFRESH;
 
--- lists: every version of every object, one row per object per sync (legacy Marketing Campaigns contact lists (GET /v3/contactdb/lists)).
-CREATE OR REPLACE EXTERNAL TABLE "ANALYTICS"."SENDGRID"."LISTS_HISTORY" (
+-- Every complete snapshot sync took. A snapshot is listed only once all its rows are in.
+CREATE OR REPLACE VIEW "ANALYTICS"."SENDGRID"."SYNC_SNAPSHOTS" AS
+SELECT * EXCLUDE (VALUE) FROM "ANALYTICS"."SENDGRID"."SYNC_SNAPSHOTS_RAW"
+QUALIFY ROW_NUMBER() OVER (PARTITION BY "DT", "_NODE", "_SEQUENCE" ORDER BY "_NODE") = 1;
+
+-- The files of lists_history, as they are: during a compaction's grace a row may be in two.
+CREATE OR REPLACE EXTERNAL TABLE "ANALYTICS"."SENDGRID"."LISTS_RAW" (
   "DT" DATE AS (TO_DATE(SPLIT_PART(SPLIT_PART(METADATA$FILENAME, '/dt=', 2), '/', 1))),
   "_SEQUENCE" NUMBER(38,0) AS (VALUE:"_sequence"::NUMBER(38,0)),
   "_SYNC_ID" VARCHAR AS (VALUE:"_sync_id"::VARCHAR),
@@ -369,7 +374,12 @@ LOCATION = @"ANALYTICS"."SENDGRID"."SGLOAD_STAGE"/objects/lists/
 AUTO_REFRESH = TRUE
 FILE_FORMAT = (TYPE = PARQUET);
 
-ALTER EXTERNAL TABLE "ANALYTICS"."SENDGRID"."LISTS_HISTORY" REFRESH;
+ALTER EXTERNAL TABLE "ANALYTICS"."SENDGRID"."LISTS_RAW" REFRESH;
+
+-- lists: every version of every object, one row per object per sync (legacy Marketing Campaigns contact lists (GET /v3/contactdb/lists)).
+CREATE OR REPLACE VIEW "ANALYTICS"."SENDGRID"."LISTS_HISTORY" AS
+SELECT * EXCLUDE (VALUE) FROM "ANALYTICS"."SENDGRID"."LISTS_RAW"
+QUALIFY ROW_NUMBER() OVER (PARTITION BY "DT", "_NODE", "_SEQUENCE" ORDER BY "_NODE") = 1;
 
 -- lists: the latest version of each object still present: rows of the latest complete
 -- full snapshot and of the complete incremental ones after it. An object absent from the

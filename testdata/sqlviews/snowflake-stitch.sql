@@ -327,8 +327,8 @@ LEFT JOIN latest_delivery AS "LD" ON "LD"."EMAIL" = "T"."EMAIL"
 LEFT JOIN latest_bounce AS "LB" ON "LB"."EMAIL" = "T"."EMAIL"
 LEFT JOIN group_unsubs AS "GR" ON "GR"."EMAIL" = "T"."EMAIL";
 
--- Every complete snapshot sync took. A snapshot is listed only once all its rows are in.
-CREATE OR REPLACE EXTERNAL TABLE "ANALYTICS"."SENDGRID"."SYNC_SNAPSHOTS" (
+-- The files of sync_snapshots, as they are: during a compaction's grace a row may be in two.
+CREATE OR REPLACE EXTERNAL TABLE "ANALYTICS"."SENDGRID"."SYNC_SNAPSHOTS_RAW" (
   "DT" DATE AS (TO_DATE(SPLIT_PART(SPLIT_PART(METADATA$FILENAME, '/dt=', 2), '/', 1))),
   "_SEQUENCE" NUMBER(38,0) AS (VALUE:"_sequence"::NUMBER(38,0)),
   "_SYNC_ID" VARCHAR AS (VALUE:"_sync_id"::VARCHAR),
@@ -350,10 +350,15 @@ LOCATION = @"ANALYTICS"."SENDGRID"."SGLOAD_STAGE"/objects/sync_snapshots/
 AUTO_REFRESH = FALSE
 FILE_FORMAT = (TYPE = PARQUET);
 
-ALTER EXTERNAL TABLE "ANALYTICS"."SENDGRID"."SYNC_SNAPSHOTS" REFRESH;
+ALTER EXTERNAL TABLE "ANALYTICS"."SENDGRID"."SYNC_SNAPSHOTS_RAW" REFRESH;
 
--- blocks: every version of every object, one row per object per sync (blocked addresses (GET /v3/suppression/blocks)).
-CREATE OR REPLACE EXTERNAL TABLE "ANALYTICS"."SENDGRID"."BLOCKS_HISTORY" (
+-- Every complete snapshot sync took. A snapshot is listed only once all its rows are in.
+CREATE OR REPLACE VIEW "ANALYTICS"."SENDGRID"."SYNC_SNAPSHOTS" AS
+SELECT * EXCLUDE (VALUE) FROM "ANALYTICS"."SENDGRID"."SYNC_SNAPSHOTS_RAW"
+QUALIFY ROW_NUMBER() OVER (PARTITION BY "DT", "_NODE", "_SEQUENCE" ORDER BY "_NODE") = 1;
+
+-- The files of blocks_history, as they are: during a compaction's grace a row may be in two.
+CREATE OR REPLACE EXTERNAL TABLE "ANALYTICS"."SENDGRID"."BLOCKS_RAW" (
   "DT" DATE AS (TO_DATE(SPLIT_PART(SPLIT_PART(METADATA$FILENAME, '/dt=', 2), '/', 1))),
   "_SEQUENCE" NUMBER(38,0) AS (VALUE:"_sequence"::NUMBER(38,0)),
   "_SYNC_ID" VARCHAR AS (VALUE:"_sync_id"::VARCHAR),
@@ -371,7 +376,12 @@ LOCATION = @"ANALYTICS"."SENDGRID"."SGLOAD_STAGE"/objects/blocks/
 AUTO_REFRESH = FALSE
 FILE_FORMAT = (TYPE = PARQUET);
 
-ALTER EXTERNAL TABLE "ANALYTICS"."SENDGRID"."BLOCKS_HISTORY" REFRESH;
+ALTER EXTERNAL TABLE "ANALYTICS"."SENDGRID"."BLOCKS_RAW" REFRESH;
+
+-- blocks: every version of every object, one row per object per sync (blocked addresses (GET /v3/suppression/blocks)).
+CREATE OR REPLACE VIEW "ANALYTICS"."SENDGRID"."BLOCKS_HISTORY" AS
+SELECT * EXCLUDE (VALUE) FROM "ANALYTICS"."SENDGRID"."BLOCKS_RAW"
+QUALIFY ROW_NUMBER() OVER (PARTITION BY "DT", "_NODE", "_SEQUENCE" ORDER BY "_NODE") = 1;
 
 -- blocks: the latest version of each object still present: rows of the latest complete
 -- full snapshot and of the complete incremental ones after it. An object absent from the
@@ -382,8 +392,8 @@ JOIN "ANALYTICS"."SENDGRID"."SYNC_SNAPSHOTS" AS "S" ON "S"."SYNC_ID" = "H"."_SYN
 WHERE "S"."_SEQUENCE" >= COALESCE((SELECT MAX("_SEQUENCE") FROM "ANALYTICS"."SENDGRID"."SYNC_SNAPSHOTS" WHERE "COLLECTION" = 'blocks' AND "MODE" = 'full'), 0)
 QUALIFY ROW_NUMBER() OVER (PARTITION BY "H"."EMAIL" ORDER BY "H"."_SEQUENCE" DESC) = 1;
 
--- bounces: every version of every object, one row per object per sync (bounced addresses (GET /v3/suppression/bounces)).
-CREATE OR REPLACE EXTERNAL TABLE "ANALYTICS"."SENDGRID"."BOUNCES_HISTORY" (
+-- The files of bounces_history, as they are: during a compaction's grace a row may be in two.
+CREATE OR REPLACE EXTERNAL TABLE "ANALYTICS"."SENDGRID"."BOUNCES_RAW" (
   "DT" DATE AS (TO_DATE(SPLIT_PART(SPLIT_PART(METADATA$FILENAME, '/dt=', 2), '/', 1))),
   "_SEQUENCE" NUMBER(38,0) AS (VALUE:"_sequence"::NUMBER(38,0)),
   "_SYNC_ID" VARCHAR AS (VALUE:"_sync_id"::VARCHAR),
@@ -401,7 +411,12 @@ LOCATION = @"ANALYTICS"."SENDGRID"."SGLOAD_STAGE"/objects/bounces/
 AUTO_REFRESH = FALSE
 FILE_FORMAT = (TYPE = PARQUET);
 
-ALTER EXTERNAL TABLE "ANALYTICS"."SENDGRID"."BOUNCES_HISTORY" REFRESH;
+ALTER EXTERNAL TABLE "ANALYTICS"."SENDGRID"."BOUNCES_RAW" REFRESH;
+
+-- bounces: every version of every object, one row per object per sync (bounced addresses (GET /v3/suppression/bounces)).
+CREATE OR REPLACE VIEW "ANALYTICS"."SENDGRID"."BOUNCES_HISTORY" AS
+SELECT * EXCLUDE (VALUE) FROM "ANALYTICS"."SENDGRID"."BOUNCES_RAW"
+QUALIFY ROW_NUMBER() OVER (PARTITION BY "DT", "_NODE", "_SEQUENCE" ORDER BY "_NODE") = 1;
 
 -- bounces: the latest version of each object still present: rows of the latest complete
 -- full snapshot and of the complete incremental ones after it. An object absent from the
@@ -412,8 +427,8 @@ JOIN "ANALYTICS"."SENDGRID"."SYNC_SNAPSHOTS" AS "S" ON "S"."SYNC_ID" = "H"."_SYN
 WHERE "S"."_SEQUENCE" >= COALESCE((SELECT MAX("_SEQUENCE") FROM "ANALYTICS"."SENDGRID"."SYNC_SNAPSHOTS" WHERE "COLLECTION" = 'bounces' AND "MODE" = 'full'), 0)
 QUALIFY ROW_NUMBER() OVER (PARTITION BY "H"."EMAIL" ORDER BY "H"."_SEQUENCE" DESC) = 1;
 
--- campaigns: every version of every object, one row per object per sync (legacy Marketing Campaigns campaigns (GET /v3/campaigns)).
-CREATE OR REPLACE EXTERNAL TABLE "ANALYTICS"."SENDGRID"."CAMPAIGNS_HISTORY" (
+-- The files of campaigns_history, as they are: during a compaction's grace a row may be in two.
+CREATE OR REPLACE EXTERNAL TABLE "ANALYTICS"."SENDGRID"."CAMPAIGNS_RAW" (
   "DT" DATE AS (TO_DATE(SPLIT_PART(SPLIT_PART(METADATA$FILENAME, '/dt=', 2), '/', 1))),
   "_SEQUENCE" NUMBER(38,0) AS (VALUE:"_sequence"::NUMBER(38,0)),
   "_SYNC_ID" VARCHAR AS (VALUE:"_sync_id"::VARCHAR),
@@ -441,7 +456,12 @@ LOCATION = @"ANALYTICS"."SENDGRID"."SGLOAD_STAGE"/objects/campaigns/
 AUTO_REFRESH = FALSE
 FILE_FORMAT = (TYPE = PARQUET);
 
-ALTER EXTERNAL TABLE "ANALYTICS"."SENDGRID"."CAMPAIGNS_HISTORY" REFRESH;
+ALTER EXTERNAL TABLE "ANALYTICS"."SENDGRID"."CAMPAIGNS_RAW" REFRESH;
+
+-- campaigns: every version of every object, one row per object per sync (legacy Marketing Campaigns campaigns (GET /v3/campaigns)).
+CREATE OR REPLACE VIEW "ANALYTICS"."SENDGRID"."CAMPAIGNS_HISTORY" AS
+SELECT * EXCLUDE (VALUE) FROM "ANALYTICS"."SENDGRID"."CAMPAIGNS_RAW"
+QUALIFY ROW_NUMBER() OVER (PARTITION BY "DT", "_NODE", "_SEQUENCE" ORDER BY "_NODE") = 1;
 
 -- campaigns: the latest version of each object still present: rows of the latest complete
 -- full snapshot and of the complete incremental ones after it. An object absent from the
@@ -452,8 +472,8 @@ JOIN "ANALYTICS"."SENDGRID"."SYNC_SNAPSHOTS" AS "S" ON "S"."SYNC_ID" = "H"."_SYN
 WHERE "S"."_SEQUENCE" >= COALESCE((SELECT MAX("_SEQUENCE") FROM "ANALYTICS"."SENDGRID"."SYNC_SNAPSHOTS" WHERE "COLLECTION" = 'campaigns' AND "MODE" = 'full'), 0)
 QUALIFY ROW_NUMBER() OVER (PARTITION BY "H"."ID" ORDER BY "H"."_SEQUENCE" DESC) = 1;
 
--- field_definitions: every version of every object, one row per object per sync (custom and reserved field definitions (GET /v3/marketing/field_definitions)).
-CREATE OR REPLACE EXTERNAL TABLE "ANALYTICS"."SENDGRID"."FIELD_DEFINITIONS_HISTORY" (
+-- The files of field_definitions_history, as they are: during a compaction's grace a row may be in two.
+CREATE OR REPLACE EXTERNAL TABLE "ANALYTICS"."SENDGRID"."FIELD_DEFINITIONS_RAW" (
   "DT" DATE AS (TO_DATE(SPLIT_PART(SPLIT_PART(METADATA$FILENAME, '/dt=', 2), '/', 1))),
   "_SEQUENCE" NUMBER(38,0) AS (VALUE:"_sequence"::NUMBER(38,0)),
   "_SYNC_ID" VARCHAR AS (VALUE:"_sync_id"::VARCHAR),
@@ -472,7 +492,12 @@ LOCATION = @"ANALYTICS"."SENDGRID"."SGLOAD_STAGE"/objects/field_definitions/
 AUTO_REFRESH = FALSE
 FILE_FORMAT = (TYPE = PARQUET);
 
-ALTER EXTERNAL TABLE "ANALYTICS"."SENDGRID"."FIELD_DEFINITIONS_HISTORY" REFRESH;
+ALTER EXTERNAL TABLE "ANALYTICS"."SENDGRID"."FIELD_DEFINITIONS_RAW" REFRESH;
+
+-- field_definitions: every version of every object, one row per object per sync (custom and reserved field definitions (GET /v3/marketing/field_definitions)).
+CREATE OR REPLACE VIEW "ANALYTICS"."SENDGRID"."FIELD_DEFINITIONS_HISTORY" AS
+SELECT * EXCLUDE (VALUE) FROM "ANALYTICS"."SENDGRID"."FIELD_DEFINITIONS_RAW"
+QUALIFY ROW_NUMBER() OVER (PARTITION BY "DT", "_NODE", "_SEQUENCE" ORDER BY "_NODE") = 1;
 
 -- field_definitions: the latest version of each object still present: rows of the latest complete
 -- full snapshot and of the complete incremental ones after it. An object absent from the
@@ -483,8 +508,8 @@ JOIN "ANALYTICS"."SENDGRID"."SYNC_SNAPSHOTS" AS "S" ON "S"."SYNC_ID" = "H"."_SYN
 WHERE "S"."_SEQUENCE" >= COALESCE((SELECT MAX("_SEQUENCE") FROM "ANALYTICS"."SENDGRID"."SYNC_SNAPSHOTS" WHERE "COLLECTION" = 'field_definitions' AND "MODE" = 'full'), 0)
 QUALIFY ROW_NUMBER() OVER (PARTITION BY "H"."ID" ORDER BY "H"."_SEQUENCE" DESC) = 1;
 
--- global_unsubscribes: every version of every object, one row per object per sync (global unsubscribes (GET /v3/suppression/unsubscribes)).
-CREATE OR REPLACE EXTERNAL TABLE "ANALYTICS"."SENDGRID"."GLOBAL_UNSUBSCRIBES_HISTORY" (
+-- The files of global_unsubscribes_history, as they are: during a compaction's grace a row may be in two.
+CREATE OR REPLACE EXTERNAL TABLE "ANALYTICS"."SENDGRID"."GLOBAL_UNSUBSCRIBES_RAW" (
   "DT" DATE AS (TO_DATE(SPLIT_PART(SPLIT_PART(METADATA$FILENAME, '/dt=', 2), '/', 1))),
   "_SEQUENCE" NUMBER(38,0) AS (VALUE:"_sequence"::NUMBER(38,0)),
   "_SYNC_ID" VARCHAR AS (VALUE:"_sync_id"::VARCHAR),
@@ -500,7 +525,12 @@ LOCATION = @"ANALYTICS"."SENDGRID"."SGLOAD_STAGE"/objects/global_unsubscribes/
 AUTO_REFRESH = FALSE
 FILE_FORMAT = (TYPE = PARQUET);
 
-ALTER EXTERNAL TABLE "ANALYTICS"."SENDGRID"."GLOBAL_UNSUBSCRIBES_HISTORY" REFRESH;
+ALTER EXTERNAL TABLE "ANALYTICS"."SENDGRID"."GLOBAL_UNSUBSCRIBES_RAW" REFRESH;
+
+-- global_unsubscribes: every version of every object, one row per object per sync (global unsubscribes (GET /v3/suppression/unsubscribes)).
+CREATE OR REPLACE VIEW "ANALYTICS"."SENDGRID"."GLOBAL_UNSUBSCRIBES_HISTORY" AS
+SELECT * EXCLUDE (VALUE) FROM "ANALYTICS"."SENDGRID"."GLOBAL_UNSUBSCRIBES_RAW"
+QUALIFY ROW_NUMBER() OVER (PARTITION BY "DT", "_NODE", "_SEQUENCE" ORDER BY "_NODE") = 1;
 
 -- global_unsubscribes: the latest version of each object still present: rows of the latest complete
 -- full snapshot and of the complete incremental ones after it. An object absent from the
@@ -511,8 +541,8 @@ JOIN "ANALYTICS"."SENDGRID"."SYNC_SNAPSHOTS" AS "S" ON "S"."SYNC_ID" = "H"."_SYN
 WHERE "S"."_SEQUENCE" >= COALESCE((SELECT MAX("_SEQUENCE") FROM "ANALYTICS"."SENDGRID"."SYNC_SNAPSHOTS" WHERE "COLLECTION" = 'global_unsubscribes' AND "MODE" = 'full'), 0)
 QUALIFY ROW_NUMBER() OVER (PARTITION BY "H"."EMAIL" ORDER BY "H"."_SEQUENCE" DESC) = 1;
 
--- invalid_emails: every version of every object, one row per object per sync (invalid addresses (GET /v3/suppression/invalid_emails)).
-CREATE OR REPLACE EXTERNAL TABLE "ANALYTICS"."SENDGRID"."INVALID_EMAILS_HISTORY" (
+-- The files of invalid_emails_history, as they are: during a compaction's grace a row may be in two.
+CREATE OR REPLACE EXTERNAL TABLE "ANALYTICS"."SENDGRID"."INVALID_EMAILS_RAW" (
   "DT" DATE AS (TO_DATE(SPLIT_PART(SPLIT_PART(METADATA$FILENAME, '/dt=', 2), '/', 1))),
   "_SEQUENCE" NUMBER(38,0) AS (VALUE:"_sequence"::NUMBER(38,0)),
   "_SYNC_ID" VARCHAR AS (VALUE:"_sync_id"::VARCHAR),
@@ -529,7 +559,12 @@ LOCATION = @"ANALYTICS"."SENDGRID"."SGLOAD_STAGE"/objects/invalid_emails/
 AUTO_REFRESH = FALSE
 FILE_FORMAT = (TYPE = PARQUET);
 
-ALTER EXTERNAL TABLE "ANALYTICS"."SENDGRID"."INVALID_EMAILS_HISTORY" REFRESH;
+ALTER EXTERNAL TABLE "ANALYTICS"."SENDGRID"."INVALID_EMAILS_RAW" REFRESH;
+
+-- invalid_emails: every version of every object, one row per object per sync (invalid addresses (GET /v3/suppression/invalid_emails)).
+CREATE OR REPLACE VIEW "ANALYTICS"."SENDGRID"."INVALID_EMAILS_HISTORY" AS
+SELECT * EXCLUDE (VALUE) FROM "ANALYTICS"."SENDGRID"."INVALID_EMAILS_RAW"
+QUALIFY ROW_NUMBER() OVER (PARTITION BY "DT", "_NODE", "_SEQUENCE" ORDER BY "_NODE") = 1;
 
 -- invalid_emails: the latest version of each object still present: rows of the latest complete
 -- full snapshot and of the complete incremental ones after it. An object absent from the
@@ -540,8 +575,8 @@ JOIN "ANALYTICS"."SENDGRID"."SYNC_SNAPSHOTS" AS "S" ON "S"."SYNC_ID" = "H"."_SYN
 WHERE "S"."_SEQUENCE" >= COALESCE((SELECT MAX("_SEQUENCE") FROM "ANALYTICS"."SENDGRID"."SYNC_SNAPSHOTS" WHERE "COLLECTION" = 'invalid_emails' AND "MODE" = 'full'), 0)
 QUALIFY ROW_NUMBER() OVER (PARTITION BY "H"."EMAIL" ORDER BY "H"."_SEQUENCE" DESC) = 1;
 
--- lists: every version of every object, one row per object per sync (legacy Marketing Campaigns contact lists (GET /v3/contactdb/lists)).
-CREATE OR REPLACE EXTERNAL TABLE "ANALYTICS"."SENDGRID"."LISTS_HISTORY" (
+-- The files of lists_history, as they are: during a compaction's grace a row may be in two.
+CREATE OR REPLACE EXTERNAL TABLE "ANALYTICS"."SENDGRID"."LISTS_RAW" (
   "DT" DATE AS (TO_DATE(SPLIT_PART(SPLIT_PART(METADATA$FILENAME, '/dt=', 2), '/', 1))),
   "_SEQUENCE" NUMBER(38,0) AS (VALUE:"_sequence"::NUMBER(38,0)),
   "_SYNC_ID" VARCHAR AS (VALUE:"_sync_id"::VARCHAR),
@@ -558,7 +593,12 @@ LOCATION = @"ANALYTICS"."SENDGRID"."SGLOAD_STAGE"/objects/lists/
 AUTO_REFRESH = FALSE
 FILE_FORMAT = (TYPE = PARQUET);
 
-ALTER EXTERNAL TABLE "ANALYTICS"."SENDGRID"."LISTS_HISTORY" REFRESH;
+ALTER EXTERNAL TABLE "ANALYTICS"."SENDGRID"."LISTS_RAW" REFRESH;
+
+-- lists: every version of every object, one row per object per sync (legacy Marketing Campaigns contact lists (GET /v3/contactdb/lists)).
+CREATE OR REPLACE VIEW "ANALYTICS"."SENDGRID"."LISTS_HISTORY" AS
+SELECT * EXCLUDE (VALUE) FROM "ANALYTICS"."SENDGRID"."LISTS_RAW"
+QUALIFY ROW_NUMBER() OVER (PARTITION BY "DT", "_NODE", "_SEQUENCE" ORDER BY "_NODE") = 1;
 
 -- lists: the latest version of each object still present: rows of the latest complete
 -- full snapshot and of the complete incremental ones after it. An object absent from the
@@ -569,8 +609,8 @@ JOIN "ANALYTICS"."SENDGRID"."SYNC_SNAPSHOTS" AS "S" ON "S"."SYNC_ID" = "H"."_SYN
 WHERE "S"."_SEQUENCE" >= COALESCE((SELECT MAX("_SEQUENCE") FROM "ANALYTICS"."SENDGRID"."SYNC_SNAPSHOTS" WHERE "COLLECTION" = 'lists' AND "MODE" = 'full'), 0)
 QUALIFY ROW_NUMBER() OVER (PARTITION BY "H"."ID" ORDER BY "H"."_SEQUENCE" DESC) = 1;
 
--- mc_contacts: every version of every object, one row per object per sync (Marketing Campaigns contacts, through the export job (POST /v3/marketing/contacts/exports)).
-CREATE OR REPLACE EXTERNAL TABLE "ANALYTICS"."SENDGRID"."MC_CONTACTS_HISTORY" (
+-- The files of mc_contacts_history, as they are: during a compaction's grace a row may be in two.
+CREATE OR REPLACE EXTERNAL TABLE "ANALYTICS"."SENDGRID"."MC_CONTACTS_RAW" (
   "DT" DATE AS (TO_DATE(SPLIT_PART(SPLIT_PART(METADATA$FILENAME, '/dt=', 2), '/', 1))),
   "_SEQUENCE" NUMBER(38,0) AS (VALUE:"_sequence"::NUMBER(38,0)),
   "_SYNC_ID" VARCHAR AS (VALUE:"_sync_id"::VARCHAR),
@@ -597,7 +637,12 @@ LOCATION = @"ANALYTICS"."SENDGRID"."SGLOAD_STAGE"/objects/mc_contacts/
 AUTO_REFRESH = FALSE
 FILE_FORMAT = (TYPE = PARQUET);
 
-ALTER EXTERNAL TABLE "ANALYTICS"."SENDGRID"."MC_CONTACTS_HISTORY" REFRESH;
+ALTER EXTERNAL TABLE "ANALYTICS"."SENDGRID"."MC_CONTACTS_RAW" REFRESH;
+
+-- mc_contacts: every version of every object, one row per object per sync (Marketing Campaigns contacts, through the export job (POST /v3/marketing/contacts/exports)).
+CREATE OR REPLACE VIEW "ANALYTICS"."SENDGRID"."MC_CONTACTS_HISTORY" AS
+SELECT * EXCLUDE (VALUE) FROM "ANALYTICS"."SENDGRID"."MC_CONTACTS_RAW"
+QUALIFY ROW_NUMBER() OVER (PARTITION BY "DT", "_NODE", "_SEQUENCE" ORDER BY "_NODE") = 1;
 
 -- mc_contacts: the latest version of each object still present: rows of the latest complete
 -- full snapshot and of the complete incremental ones after it. An object absent from the
@@ -608,8 +653,8 @@ JOIN "ANALYTICS"."SENDGRID"."SYNC_SNAPSHOTS" AS "S" ON "S"."SYNC_ID" = "H"."_SYN
 WHERE "S"."_SEQUENCE" >= COALESCE((SELECT MAX("_SEQUENCE") FROM "ANALYTICS"."SENDGRID"."SYNC_SNAPSHOTS" WHERE "COLLECTION" = 'mc_contacts' AND "MODE" = 'full'), 0)
 QUALIFY ROW_NUMBER() OVER (PARTITION BY "H"."CONTACT_ID" ORDER BY "H"."_SEQUENCE" DESC) = 1;
 
--- mc_lists: every version of every object, one row per object per sync (Marketing Campaigns lists (GET /v3/marketing/lists)).
-CREATE OR REPLACE EXTERNAL TABLE "ANALYTICS"."SENDGRID"."MC_LISTS_HISTORY" (
+-- The files of mc_lists_history, as they are: during a compaction's grace a row may be in two.
+CREATE OR REPLACE EXTERNAL TABLE "ANALYTICS"."SENDGRID"."MC_LISTS_RAW" (
   "DT" DATE AS (TO_DATE(SPLIT_PART(SPLIT_PART(METADATA$FILENAME, '/dt=', 2), '/', 1))),
   "_SEQUENCE" NUMBER(38,0) AS (VALUE:"_sequence"::NUMBER(38,0)),
   "_SYNC_ID" VARCHAR AS (VALUE:"_sync_id"::VARCHAR),
@@ -626,7 +671,12 @@ LOCATION = @"ANALYTICS"."SENDGRID"."SGLOAD_STAGE"/objects/mc_lists/
 AUTO_REFRESH = FALSE
 FILE_FORMAT = (TYPE = PARQUET);
 
-ALTER EXTERNAL TABLE "ANALYTICS"."SENDGRID"."MC_LISTS_HISTORY" REFRESH;
+ALTER EXTERNAL TABLE "ANALYTICS"."SENDGRID"."MC_LISTS_RAW" REFRESH;
+
+-- mc_lists: every version of every object, one row per object per sync (Marketing Campaigns lists (GET /v3/marketing/lists)).
+CREATE OR REPLACE VIEW "ANALYTICS"."SENDGRID"."MC_LISTS_HISTORY" AS
+SELECT * EXCLUDE (VALUE) FROM "ANALYTICS"."SENDGRID"."MC_LISTS_RAW"
+QUALIFY ROW_NUMBER() OVER (PARTITION BY "DT", "_NODE", "_SEQUENCE" ORDER BY "_NODE") = 1;
 
 -- mc_lists: the latest version of each object still present: rows of the latest complete
 -- full snapshot and of the complete incremental ones after it. An object absent from the
@@ -637,8 +687,8 @@ JOIN "ANALYTICS"."SENDGRID"."SYNC_SNAPSHOTS" AS "S" ON "S"."SYNC_ID" = "H"."_SYN
 WHERE "S"."_SEQUENCE" >= COALESCE((SELECT MAX("_SEQUENCE") FROM "ANALYTICS"."SENDGRID"."SYNC_SNAPSHOTS" WHERE "COLLECTION" = 'mc_lists' AND "MODE" = 'full'), 0)
 QUALIFY ROW_NUMBER() OVER (PARTITION BY "H"."ID" ORDER BY "H"."_SEQUENCE" DESC) = 1;
 
--- mc_segments: every version of every object, one row per object per sync (Marketing Campaigns segments 2.0 (GET /v3/marketing/segments/2.0)).
-CREATE OR REPLACE EXTERNAL TABLE "ANALYTICS"."SENDGRID"."MC_SEGMENTS_HISTORY" (
+-- The files of mc_segments_history, as they are: during a compaction's grace a row may be in two.
+CREATE OR REPLACE EXTERNAL TABLE "ANALYTICS"."SENDGRID"."MC_SEGMENTS_RAW" (
   "DT" DATE AS (TO_DATE(SPLIT_PART(SPLIT_PART(METADATA$FILENAME, '/dt=', 2), '/', 1))),
   "_SEQUENCE" NUMBER(38,0) AS (VALUE:"_sequence"::NUMBER(38,0)),
   "_SYNC_ID" VARCHAR AS (VALUE:"_sync_id"::VARCHAR),
@@ -662,7 +712,12 @@ LOCATION = @"ANALYTICS"."SENDGRID"."SGLOAD_STAGE"/objects/mc_segments/
 AUTO_REFRESH = FALSE
 FILE_FORMAT = (TYPE = PARQUET);
 
-ALTER EXTERNAL TABLE "ANALYTICS"."SENDGRID"."MC_SEGMENTS_HISTORY" REFRESH;
+ALTER EXTERNAL TABLE "ANALYTICS"."SENDGRID"."MC_SEGMENTS_RAW" REFRESH;
+
+-- mc_segments: every version of every object, one row per object per sync (Marketing Campaigns segments 2.0 (GET /v3/marketing/segments/2.0)).
+CREATE OR REPLACE VIEW "ANALYTICS"."SENDGRID"."MC_SEGMENTS_HISTORY" AS
+SELECT * EXCLUDE (VALUE) FROM "ANALYTICS"."SENDGRID"."MC_SEGMENTS_RAW"
+QUALIFY ROW_NUMBER() OVER (PARTITION BY "DT", "_NODE", "_SEQUENCE" ORDER BY "_NODE") = 1;
 
 -- mc_segments: the latest version of each object still present: rows of the latest complete
 -- full snapshot and of the complete incremental ones after it. An object absent from the
@@ -673,8 +728,8 @@ JOIN "ANALYTICS"."SENDGRID"."SYNC_SNAPSHOTS" AS "S" ON "S"."SYNC_ID" = "H"."_SYN
 WHERE "S"."_SEQUENCE" >= COALESCE((SELECT MAX("_SEQUENCE") FROM "ANALYTICS"."SENDGRID"."SYNC_SNAPSHOTS" WHERE "COLLECTION" = 'mc_segments' AND "MODE" = 'full'), 0)
 QUALIFY ROW_NUMBER() OVER (PARTITION BY "H"."ID" ORDER BY "H"."_SEQUENCE" DESC) = 1;
 
--- messages: every version of every object, one row per object per sync (messages of the Email Activity API, 30 days kept (GET /v3/messages), incremental on last_event_time).
-CREATE OR REPLACE EXTERNAL TABLE "ANALYTICS"."SENDGRID"."MESSAGES_HISTORY" (
+-- The files of messages_history, as they are: during a compaction's grace a row may be in two.
+CREATE OR REPLACE EXTERNAL TABLE "ANALYTICS"."SENDGRID"."MESSAGES_RAW" (
   "DT" DATE AS (TO_DATE(SPLIT_PART(SPLIT_PART(METADATA$FILENAME, '/dt=', 2), '/', 1))),
   "_SEQUENCE" NUMBER(38,0) AS (VALUE:"_sequence"::NUMBER(38,0)),
   "_SYNC_ID" VARCHAR AS (VALUE:"_sync_id"::VARCHAR),
@@ -696,19 +751,22 @@ LOCATION = @"ANALYTICS"."SENDGRID"."SGLOAD_STAGE"/objects/messages/
 AUTO_REFRESH = FALSE
 FILE_FORMAT = (TYPE = PARQUET);
 
-ALTER EXTERNAL TABLE "ANALYTICS"."SENDGRID"."MESSAGES_HISTORY" REFRESH;
+ALTER EXTERNAL TABLE "ANALYTICS"."SENDGRID"."MESSAGES_RAW" REFRESH;
 
--- messages: the latest version of each object still present: rows of the latest complete
--- full snapshot and of the complete incremental ones after it. An object absent from the
--- latest full snapshot is gone. Synced incremental (deletions show after a sync with --full-refresh).
+-- messages: every version of every object, one row per object per sync (messages of the Email Activity API, 30 days kept (GET /v3/messages), incremental on last_event_time).
+CREATE OR REPLACE VIEW "ANALYTICS"."SENDGRID"."MESSAGES_HISTORY" AS
+SELECT * EXCLUDE (VALUE) FROM "ANALYTICS"."SENDGRID"."MESSAGES_RAW"
+QUALIFY ROW_NUMBER() OVER (PARTITION BY "DT", "_NODE", "_SEQUENCE" ORDER BY "_NODE") = 1;
+
+-- messages: the latest version of each object any complete sync saw. The API forgets
+-- them after a while; the bucket keeps them, so absence is not deletion.
 CREATE OR REPLACE VIEW "ANALYTICS"."SENDGRID"."MESSAGES_LATEST" AS
 SELECT "H".* FROM "ANALYTICS"."SENDGRID"."MESSAGES_HISTORY" AS "H"
 JOIN "ANALYTICS"."SENDGRID"."SYNC_SNAPSHOTS" AS "S" ON "S"."SYNC_ID" = "H"."_SYNC_ID" AND "S"."COLLECTION" = 'messages'
-WHERE "S"."_SEQUENCE" >= COALESCE((SELECT MAX("_SEQUENCE") FROM "ANALYTICS"."SENDGRID"."SYNC_SNAPSHOTS" WHERE "COLLECTION" = 'messages' AND "MODE" = 'full'), 0)
 QUALIFY ROW_NUMBER() OVER (PARTITION BY "H"."MSG_ID" ORDER BY "H"."_SEQUENCE" DESC) = 1;
 
--- recipients: every version of every object, one row per object per sync (legacy Marketing Campaigns recipients (GET /v3/contactdb/recipients)).
-CREATE OR REPLACE EXTERNAL TABLE "ANALYTICS"."SENDGRID"."RECIPIENTS_HISTORY" (
+-- The files of recipients_history, as they are: during a compaction's grace a row may be in two.
+CREATE OR REPLACE EXTERNAL TABLE "ANALYTICS"."SENDGRID"."RECIPIENTS_RAW" (
   "DT" DATE AS (TO_DATE(SPLIT_PART(SPLIT_PART(METADATA$FILENAME, '/dt=', 2), '/', 1))),
   "_SEQUENCE" NUMBER(38,0) AS (VALUE:"_sequence"::NUMBER(38,0)),
   "_SYNC_ID" VARCHAR AS (VALUE:"_sync_id"::VARCHAR),
@@ -732,7 +790,12 @@ LOCATION = @"ANALYTICS"."SENDGRID"."SGLOAD_STAGE"/objects/recipients/
 AUTO_REFRESH = FALSE
 FILE_FORMAT = (TYPE = PARQUET);
 
-ALTER EXTERNAL TABLE "ANALYTICS"."SENDGRID"."RECIPIENTS_HISTORY" REFRESH;
+ALTER EXTERNAL TABLE "ANALYTICS"."SENDGRID"."RECIPIENTS_RAW" REFRESH;
+
+-- recipients: every version of every object, one row per object per sync (legacy Marketing Campaigns recipients (GET /v3/contactdb/recipients)).
+CREATE OR REPLACE VIEW "ANALYTICS"."SENDGRID"."RECIPIENTS_HISTORY" AS
+SELECT * EXCLUDE (VALUE) FROM "ANALYTICS"."SENDGRID"."RECIPIENTS_RAW"
+QUALIFY ROW_NUMBER() OVER (PARTITION BY "DT", "_NODE", "_SEQUENCE" ORDER BY "_NODE") = 1;
 
 -- recipients: the latest version of each object still present: rows of the latest complete
 -- full snapshot and of the complete incremental ones after it. An object absent from the
@@ -743,8 +806,8 @@ JOIN "ANALYTICS"."SENDGRID"."SYNC_SNAPSHOTS" AS "S" ON "S"."SYNC_ID" = "H"."_SYN
 WHERE "S"."_SEQUENCE" >= COALESCE((SELECT MAX("_SEQUENCE") FROM "ANALYTICS"."SENDGRID"."SYNC_SNAPSHOTS" WHERE "COLLECTION" = 'recipients' AND "MODE" = 'full'), 0)
 QUALIFY ROW_NUMBER() OVER (PARTITION BY "H"."ID" ORDER BY "H"."_SEQUENCE" DESC) = 1;
 
--- segments: every version of every object, one row per object per sync (legacy Marketing Campaigns segments (GET /v3/contactdb/segments)).
-CREATE OR REPLACE EXTERNAL TABLE "ANALYTICS"."SENDGRID"."SEGMENTS_HISTORY" (
+-- The files of segments_history, as they are: during a compaction's grace a row may be in two.
+CREATE OR REPLACE EXTERNAL TABLE "ANALYTICS"."SENDGRID"."SEGMENTS_RAW" (
   "DT" DATE AS (TO_DATE(SPLIT_PART(SPLIT_PART(METADATA$FILENAME, '/dt=', 2), '/', 1))),
   "_SEQUENCE" NUMBER(38,0) AS (VALUE:"_sequence"::NUMBER(38,0)),
   "_SYNC_ID" VARCHAR AS (VALUE:"_sync_id"::VARCHAR),
@@ -763,7 +826,12 @@ LOCATION = @"ANALYTICS"."SENDGRID"."SGLOAD_STAGE"/objects/segments/
 AUTO_REFRESH = FALSE
 FILE_FORMAT = (TYPE = PARQUET);
 
-ALTER EXTERNAL TABLE "ANALYTICS"."SENDGRID"."SEGMENTS_HISTORY" REFRESH;
+ALTER EXTERNAL TABLE "ANALYTICS"."SENDGRID"."SEGMENTS_RAW" REFRESH;
+
+-- segments: every version of every object, one row per object per sync (legacy Marketing Campaigns segments (GET /v3/contactdb/segments)).
+CREATE OR REPLACE VIEW "ANALYTICS"."SENDGRID"."SEGMENTS_HISTORY" AS
+SELECT * EXCLUDE (VALUE) FROM "ANALYTICS"."SENDGRID"."SEGMENTS_RAW"
+QUALIFY ROW_NUMBER() OVER (PARTITION BY "DT", "_NODE", "_SEQUENCE" ORDER BY "_NODE") = 1;
 
 -- segments: the latest version of each object still present: rows of the latest complete
 -- full snapshot and of the complete incremental ones after it. An object absent from the
@@ -774,8 +842,8 @@ JOIN "ANALYTICS"."SENDGRID"."SYNC_SNAPSHOTS" AS "S" ON "S"."SYNC_ID" = "H"."_SYN
 WHERE "S"."_SEQUENCE" >= COALESCE((SELECT MAX("_SEQUENCE") FROM "ANALYTICS"."SENDGRID"."SYNC_SNAPSHOTS" WHERE "COLLECTION" = 'segments' AND "MODE" = 'full'), 0)
 QUALIFY ROW_NUMBER() OVER (PARTITION BY "H"."ID" ORDER BY "H"."_SEQUENCE" DESC) = 1;
 
--- singlesends: every version of every object, one row per object per sync (single sends (GET /v3/marketing/singlesends)).
-CREATE OR REPLACE EXTERNAL TABLE "ANALYTICS"."SENDGRID"."SINGLESENDS_HISTORY" (
+-- The files of singlesends_history, as they are: during a compaction's grace a row may be in two.
+CREATE OR REPLACE EXTERNAL TABLE "ANALYTICS"."SENDGRID"."SINGLESENDS_RAW" (
   "DT" DATE AS (TO_DATE(SPLIT_PART(SPLIT_PART(METADATA$FILENAME, '/dt=', 2), '/', 1))),
   "_SEQUENCE" NUMBER(38,0) AS (VALUE:"_sequence"::NUMBER(38,0)),
   "_SYNC_ID" VARCHAR AS (VALUE:"_sync_id"::VARCHAR),
@@ -797,7 +865,12 @@ LOCATION = @"ANALYTICS"."SENDGRID"."SGLOAD_STAGE"/objects/singlesends/
 AUTO_REFRESH = FALSE
 FILE_FORMAT = (TYPE = PARQUET);
 
-ALTER EXTERNAL TABLE "ANALYTICS"."SENDGRID"."SINGLESENDS_HISTORY" REFRESH;
+ALTER EXTERNAL TABLE "ANALYTICS"."SENDGRID"."SINGLESENDS_RAW" REFRESH;
+
+-- singlesends: every version of every object, one row per object per sync (single sends (GET /v3/marketing/singlesends)).
+CREATE OR REPLACE VIEW "ANALYTICS"."SENDGRID"."SINGLESENDS_HISTORY" AS
+SELECT * EXCLUDE (VALUE) FROM "ANALYTICS"."SENDGRID"."SINGLESENDS_RAW"
+QUALIFY ROW_NUMBER() OVER (PARTITION BY "DT", "_NODE", "_SEQUENCE" ORDER BY "_NODE") = 1;
 
 -- singlesends: the latest version of each object still present: rows of the latest complete
 -- full snapshot and of the complete incremental ones after it. An object absent from the
@@ -808,8 +881,8 @@ JOIN "ANALYTICS"."SENDGRID"."SYNC_SNAPSHOTS" AS "S" ON "S"."SYNC_ID" = "H"."_SYN
 WHERE "S"."_SEQUENCE" >= COALESCE((SELECT MAX("_SEQUENCE") FROM "ANALYTICS"."SENDGRID"."SYNC_SNAPSHOTS" WHERE "COLLECTION" = 'singlesends' AND "MODE" = 'full'), 0)
 QUALIFY ROW_NUMBER() OVER (PARTITION BY "H"."ID" ORDER BY "H"."_SEQUENCE" DESC) = 1;
 
--- spam_reports: every version of every object, one row per object per sync (spam reports (GET /v3/suppression/spam_reports)).
-CREATE OR REPLACE EXTERNAL TABLE "ANALYTICS"."SENDGRID"."SPAM_REPORTS_HISTORY" (
+-- The files of spam_reports_history, as they are: during a compaction's grace a row may be in two.
+CREATE OR REPLACE EXTERNAL TABLE "ANALYTICS"."SENDGRID"."SPAM_REPORTS_RAW" (
   "DT" DATE AS (TO_DATE(SPLIT_PART(SPLIT_PART(METADATA$FILENAME, '/dt=', 2), '/', 1))),
   "_SEQUENCE" NUMBER(38,0) AS (VALUE:"_sequence"::NUMBER(38,0)),
   "_SYNC_ID" VARCHAR AS (VALUE:"_sync_id"::VARCHAR),
@@ -826,7 +899,12 @@ LOCATION = @"ANALYTICS"."SENDGRID"."SGLOAD_STAGE"/objects/spam_reports/
 AUTO_REFRESH = FALSE
 FILE_FORMAT = (TYPE = PARQUET);
 
-ALTER EXTERNAL TABLE "ANALYTICS"."SENDGRID"."SPAM_REPORTS_HISTORY" REFRESH;
+ALTER EXTERNAL TABLE "ANALYTICS"."SENDGRID"."SPAM_REPORTS_RAW" REFRESH;
+
+-- spam_reports: every version of every object, one row per object per sync (spam reports (GET /v3/suppression/spam_reports)).
+CREATE OR REPLACE VIEW "ANALYTICS"."SENDGRID"."SPAM_REPORTS_HISTORY" AS
+SELECT * EXCLUDE (VALUE) FROM "ANALYTICS"."SENDGRID"."SPAM_REPORTS_RAW"
+QUALIFY ROW_NUMBER() OVER (PARTITION BY "DT", "_NODE", "_SEQUENCE" ORDER BY "_NODE") = 1;
 
 -- spam_reports: the latest version of each object still present: rows of the latest complete
 -- full snapshot and of the complete incremental ones after it. An object absent from the
@@ -837,8 +915,8 @@ JOIN "ANALYTICS"."SENDGRID"."SYNC_SNAPSHOTS" AS "S" ON "S"."SYNC_ID" = "H"."_SYN
 WHERE "S"."_SEQUENCE" >= COALESCE((SELECT MAX("_SEQUENCE") FROM "ANALYTICS"."SENDGRID"."SYNC_SNAPSHOTS" WHERE "COLLECTION" = 'spam_reports' AND "MODE" = 'full'), 0)
 QUALIFY ROW_NUMBER() OVER (PARTITION BY "H"."EMAIL" ORDER BY "H"."_SEQUENCE" DESC) = 1;
 
--- templates: every version of every object, one row per object per sync (legacy and dynamic templates (GET /v3/templates?generations=legacy,dynamic)).
-CREATE OR REPLACE EXTERNAL TABLE "ANALYTICS"."SENDGRID"."TEMPLATES_HISTORY" (
+-- The files of templates_history, as they are: during a compaction's grace a row may be in two.
+CREATE OR REPLACE EXTERNAL TABLE "ANALYTICS"."SENDGRID"."TEMPLATES_RAW" (
   "DT" DATE AS (TO_DATE(SPLIT_PART(SPLIT_PART(METADATA$FILENAME, '/dt=', 2), '/', 1))),
   "_SEQUENCE" NUMBER(38,0) AS (VALUE:"_sequence"::NUMBER(38,0)),
   "_SYNC_ID" VARCHAR AS (VALUE:"_sync_id"::VARCHAR),
@@ -857,7 +935,12 @@ LOCATION = @"ANALYTICS"."SENDGRID"."SGLOAD_STAGE"/objects/templates/
 AUTO_REFRESH = FALSE
 FILE_FORMAT = (TYPE = PARQUET);
 
-ALTER EXTERNAL TABLE "ANALYTICS"."SENDGRID"."TEMPLATES_HISTORY" REFRESH;
+ALTER EXTERNAL TABLE "ANALYTICS"."SENDGRID"."TEMPLATES_RAW" REFRESH;
+
+-- templates: every version of every object, one row per object per sync (legacy and dynamic templates (GET /v3/templates?generations=legacy,dynamic)).
+CREATE OR REPLACE VIEW "ANALYTICS"."SENDGRID"."TEMPLATES_HISTORY" AS
+SELECT * EXCLUDE (VALUE) FROM "ANALYTICS"."SENDGRID"."TEMPLATES_RAW"
+QUALIFY ROW_NUMBER() OVER (PARTITION BY "DT", "_NODE", "_SEQUENCE" ORDER BY "_NODE") = 1;
 
 -- templates: the latest version of each object still present: rows of the latest complete
 -- full snapshot and of the complete incremental ones after it. An object absent from the
@@ -868,8 +951,8 @@ JOIN "ANALYTICS"."SENDGRID"."SYNC_SNAPSHOTS" AS "S" ON "S"."SYNC_ID" = "H"."_SYN
 WHERE "S"."_SEQUENCE" >= COALESCE((SELECT MAX("_SEQUENCE") FROM "ANALYTICS"."SENDGRID"."SYNC_SNAPSHOTS" WHERE "COLLECTION" = 'templates' AND "MODE" = 'full'), 0)
 QUALIFY ROW_NUMBER() OVER (PARTITION BY "H"."ID" ORDER BY "H"."_SEQUENCE" DESC) = 1;
 
--- unsubscribe_group_members: every version of every object, one row per object per sync (members of each unsubscribe group (GET /v3/asm/groups/{id}/suppressions)).
-CREATE OR REPLACE EXTERNAL TABLE "ANALYTICS"."SENDGRID"."UNSUBSCRIBE_GROUP_MEMBERS_HISTORY" (
+-- The files of unsubscribe_group_members_history, as they are: during a compaction's grace a row may be in two.
+CREATE OR REPLACE EXTERNAL TABLE "ANALYTICS"."SENDGRID"."UNSUBSCRIBE_GROUP_MEMBERS_RAW" (
   "DT" DATE AS (TO_DATE(SPLIT_PART(SPLIT_PART(METADATA$FILENAME, '/dt=', 2), '/', 1))),
   "_SEQUENCE" NUMBER(38,0) AS (VALUE:"_sequence"::NUMBER(38,0)),
   "_SYNC_ID" VARCHAR AS (VALUE:"_sync_id"::VARCHAR),
@@ -885,7 +968,12 @@ LOCATION = @"ANALYTICS"."SENDGRID"."SGLOAD_STAGE"/objects/unsubscribe_group_memb
 AUTO_REFRESH = FALSE
 FILE_FORMAT = (TYPE = PARQUET);
 
-ALTER EXTERNAL TABLE "ANALYTICS"."SENDGRID"."UNSUBSCRIBE_GROUP_MEMBERS_HISTORY" REFRESH;
+ALTER EXTERNAL TABLE "ANALYTICS"."SENDGRID"."UNSUBSCRIBE_GROUP_MEMBERS_RAW" REFRESH;
+
+-- unsubscribe_group_members: every version of every object, one row per object per sync (members of each unsubscribe group (GET /v3/asm/groups/{id}/suppressions)).
+CREATE OR REPLACE VIEW "ANALYTICS"."SENDGRID"."UNSUBSCRIBE_GROUP_MEMBERS_HISTORY" AS
+SELECT * EXCLUDE (VALUE) FROM "ANALYTICS"."SENDGRID"."UNSUBSCRIBE_GROUP_MEMBERS_RAW"
+QUALIFY ROW_NUMBER() OVER (PARTITION BY "DT", "_NODE", "_SEQUENCE" ORDER BY "_NODE") = 1;
 
 -- unsubscribe_group_members: the latest version of each object still present: rows of the latest complete
 -- full snapshot and of the complete incremental ones after it. An object absent from the
@@ -896,8 +984,8 @@ JOIN "ANALYTICS"."SENDGRID"."SYNC_SNAPSHOTS" AS "S" ON "S"."SYNC_ID" = "H"."_SYN
 WHERE "S"."_SEQUENCE" >= COALESCE((SELECT MAX("_SEQUENCE") FROM "ANALYTICS"."SENDGRID"."SYNC_SNAPSHOTS" WHERE "COLLECTION" = 'unsubscribe_group_members' AND "MODE" = 'full'), 0)
 QUALIFY ROW_NUMBER() OVER (PARTITION BY "H"."GROUP_ID", "H"."EMAIL" ORDER BY "H"."_SEQUENCE" DESC) = 1;
 
--- unsubscribe_groups: every version of every object, one row per object per sync (unsubscribe (ASM) groups (GET /v3/asm/groups)).
-CREATE OR REPLACE EXTERNAL TABLE "ANALYTICS"."SENDGRID"."UNSUBSCRIBE_GROUPS_HISTORY" (
+-- The files of unsubscribe_groups_history, as they are: during a compaction's grace a row may be in two.
+CREATE OR REPLACE EXTERNAL TABLE "ANALYTICS"."SENDGRID"."UNSUBSCRIBE_GROUPS_RAW" (
   "DT" DATE AS (TO_DATE(SPLIT_PART(SPLIT_PART(METADATA$FILENAME, '/dt=', 2), '/', 1))),
   "_SEQUENCE" NUMBER(38,0) AS (VALUE:"_sequence"::NUMBER(38,0)),
   "_SYNC_ID" VARCHAR AS (VALUE:"_sync_id"::VARCHAR),
@@ -916,7 +1004,12 @@ LOCATION = @"ANALYTICS"."SENDGRID"."SGLOAD_STAGE"/objects/unsubscribe_groups/
 AUTO_REFRESH = FALSE
 FILE_FORMAT = (TYPE = PARQUET);
 
-ALTER EXTERNAL TABLE "ANALYTICS"."SENDGRID"."UNSUBSCRIBE_GROUPS_HISTORY" REFRESH;
+ALTER EXTERNAL TABLE "ANALYTICS"."SENDGRID"."UNSUBSCRIBE_GROUPS_RAW" REFRESH;
+
+-- unsubscribe_groups: every version of every object, one row per object per sync (unsubscribe (ASM) groups (GET /v3/asm/groups)).
+CREATE OR REPLACE VIEW "ANALYTICS"."SENDGRID"."UNSUBSCRIBE_GROUPS_HISTORY" AS
+SELECT * EXCLUDE (VALUE) FROM "ANALYTICS"."SENDGRID"."UNSUBSCRIBE_GROUPS_RAW"
+QUALIFY ROW_NUMBER() OVER (PARTITION BY "DT", "_NODE", "_SEQUENCE" ORDER BY "_NODE") = 1;
 
 -- unsubscribe_groups: the latest version of each object still present: rows of the latest complete
 -- full snapshot and of the complete incremental ones after it. An object absent from the
