@@ -112,6 +112,6 @@ func runForward(c *cli.Context) error {
 	}
 	sort.Strings(skipped)
 	fmt.Fprintf(c.App.Writer, "forwarded %s events in %d batches (%d retried); skipped: %s; %s behind\n",
-		count(sum.Sent), sum.Batches, sum.Retries, orNone(skipped), mb(sum.LagBytes))
+		count(sum.Sent), sum.Batches, sum.Retries, orNone(skipped), size(sum.LagBytes))
 	return nil
 }

@@ -5,10 +5,13 @@ import (
 	"errors"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/urfave/cli/v2"
 
+	"github.com/sgload/sgload/internal/jobmetrics"
 	"github.com/sgload/sgload/loader"
 	"github.com/sgload/sgload/spool"
+	"github.com/sgload/sgload/status"
 )
 
 func runCommand() *cli.Command {
@@ -37,7 +40,10 @@ func runCommand() *cli.Command {
 				return err
 			}
 			defer closeBucket()
-			return runServer(c, log.With("component", "serve"), nil, func(ctx context.Context) {
+			reg := prometheus.NewRegistry()
+			jobs := jobmetrics.New(reg)
+			st := status.Options{Bucket: opts.Bucket, Prefix: opts.Prefix, Node: opts.Node}
+			return runServer(c, log.With("component", "serve"), reg, st, func(ctx context.Context) {
 				opts.Logger = log.With("component", "flush")
 				tick := time.NewTicker(c.Duration("flush-interval"))
 				defer tick.Stop()
@@ -48,6 +54,9 @@ func runCommand() *cli.Command {
 					case <-tick.C:
 					}
 					sum, err := loader.Flush(ctx, opts)
+					if !errors.Is(err, context.Canceled) {
+						jobs.Record("flush", flushResult(sum, err))
+					}
 					switch {
 					case err != nil && !errors.Is(err, context.Canceled):
 						log.Error("flush failed; the next one retries", "err", err)

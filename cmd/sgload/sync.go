@@ -49,6 +49,7 @@ func syncCommand() *cli.Command {
 			progressFlag(),
 			&cli.DurationFlag{Name: "export-poll", Value: 5 * time.Second, EnvVars: []string{"SGLOAD_EXPORT_POLL"},
 				Usage: "how often to ask whether the contacts export is ready"},
+			metricsFileFlag("sync"),
 		},
 		Action: runSync,
 	}
@@ -74,6 +75,9 @@ func runSync(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := checkKey(c, api, cols); err != nil {
+		return err
+	}
 	o := objectsync.Options{
 		Spool: d, Node: c.String("node"), Client: api, Collections: cols,
 		FullRefresh: c.Bool("full-refresh"), Lookback: c.Duration("lookback"), MaxPages: c.Int("max-pages"),
@@ -94,7 +98,11 @@ func runSync(c *cli.Context) error {
 			}
 		}
 	}
+	start := time.Now()
 	sum, err := objectsync.Run(c.Context, o)
+	if !busy(err) {
+		writeMetricsFile(c, "sync", syncResult(sum, err, time.Since(start)))
+	}
 	switch {
 	case errors.Is(err, objectsync.ErrUnknownCollection):
 		return usageError(err, "")
@@ -129,6 +137,26 @@ func runSync(c *cli.Context) error {
 	}
 	return &cliError{err: fmt.Errorf("collections failed: %s", strings.Join(sum.Failed, ", ")), code: exitPartial,
 		hint: "the other collections were synced; rerun to retry the failed ones"}
+}
+
+// checkKey checks the key and its scopes once, up front (one request,
+// seconds): a refused key or a missing scope is a usage error (exit 2), an
+// unreachable API a failure (exit 1), either long before the collections'
+// retries would have given up.
+func checkKey(c *cli.Context, api *sendgrid.Client, cols []string) error {
+	err := objectsync.CheckKey(c.Context, api, cols)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, objectsync.ErrUnknownCollection):
+		return usageError(err, "")
+	case errors.Is(err, sendgrid.ErrUnauthorized):
+		return usageError(err, "the key is wrong or revoked: create one with read access at https://app.sendgrid.com/settings/api_keys and export SENDGRID_API_KEY")
+	case errors.Is(err, objectsync.ErrMissingScopes):
+		return usageError(err, "give the key these scopes (Settings > API Keys > Edit), or leave those collections out with --collections")
+	}
+	return failure(fmt.Errorf("check the API key: %w", err),
+		fmt.Sprintf("the SendGrid API at %s did not answer within %s: check the network, a proxy (HTTPS_PROXY) or --api-url", c.String("api-url"), sendgrid.ScopesTimeout))
 }
 
 func orNone(s []string) string {

@@ -55,7 +55,7 @@ func runViews(c *cli.Context) error {
 		StorageIntegration: c.String("storage-integration"), AutoRefresh: c.Bool("auto-refresh"),
 	}
 	if !c.Bool("no-discover") {
-		b, err := openBucket(c.Context, c)
+		b, err := openExistingBucket(c.Context, c)
 		if err != nil {
 			return err
 		}
