@@ -192,24 +192,26 @@ func withLogFlags(cmds []*cli.Command) []*cli.Command {
 	return cmds
 }
 
-// lineageString is the value of a flag set on the command line of the
+// lineageString is the value of a flag given on the command line of the
 // command or of any command above it (the nearest wins), else its
-// environment variable or default.
-func lineageString(c *cli.Context, name string) string {
+// environment variable, else its default. urfave/cli counts a value from
+// the environment as set, so a value equal to the environment's is passed
+// over here: the command line of another level may still say otherwise.
+func lineageString(c *cli.Context, name, env string) string {
+	envValue := os.Getenv(env)
 	for _, ctx := range c.Lineage() {
-		if ctx.Command == nil && ctx.App == nil {
+		if !setHere(ctx, name) {
 			continue
 		}
-		if setOnCommandLine(ctx, name) {
-			return ctx.String(name)
+		if v := ctx.String(name); envValue == "" || v != envValue {
+			return v
 		}
 	}
 	return c.String(name)
 }
 
-// setOnCommandLine reports whether name was given on ctx's own command line
-// (not through its environment variable).
-func setOnCommandLine(ctx *cli.Context, name string) bool {
+// setHere reports whether name was set on ctx's level.
+func setHere(ctx *cli.Context, name string) bool {
 	for _, n := range ctx.LocalFlagNames() {
 		if n == name {
 			return true
@@ -222,12 +224,12 @@ func setOnCommandLine(ctx *cli.Context, name string) bool {
 // stderr, through the progress line's writer.
 func newLogger(c *cli.Context) (*slog.Logger, error) {
 	var level slog.Level
-	lv := lineageString(c, "log-level")
+	lv := lineageString(c, "log-level", "SGLOAD_LOG_LEVEL")
 	if err := level.UnmarshalText([]byte(lv)); err != nil {
 		return nil, usageError(fmt.Errorf("--log-level %q: %w", lv, err), "use debug, info, warn or error")
 	}
 	w := stderrOf(c)
-	format := lineageString(c, "log-format")
+	format := lineageString(c, "log-format", "SGLOAD_LOG_FORMAT")
 	if format == "auto" {
 		format = "json"
 		if w.isTerminal() {

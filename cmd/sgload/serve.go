@@ -118,8 +118,11 @@ func runServer(c *cli.Context, log *slog.Logger, reg *prometheus.Registry, st st
 		Registry: reg, Jobs: jobs, Logger: log,
 		Routes: map[string]http.Handler{"GET /status": page},
 	})
+	if busy(err) {
+		return err // exit 4, as for every lock
+	}
 	if err != nil {
-		return failure(err, "check --spool (a writable local folder), --addr (a free address: is another serve running?) and --tee (http(s) URLs)")
+		return failure(err, "check --spool (a writable local folder), --addr (a free address) and --tee (http(s) URLs)")
 	}
 	select {
 	case err := <-srv.Err():

@@ -13,6 +13,10 @@ import (
 // github.com/sgload/sgload/cmd/sgload@v1.2.3), or is "dev".
 var version = "dev"
 
+// commit is set by release builds (-X main.commit=…) where the build info
+// has no VCS stamp (a build from an archive, or with -buildvcs=false).
+var commit = ""
+
 // buildVersion is what sgload --version prints and manifests record.
 type buildVersion struct {
 	Version  string // v1.2.3, or dev
@@ -23,7 +27,7 @@ type buildVersion struct {
 }
 
 func readBuildVersion() buildVersion {
-	v := buildVersion{Version: version, Go: runtime.Version()}
+	v := buildVersion{Version: version, Commit: commit, Go: runtime.Version()}
 	info, ok := debug.ReadBuildInfo()
 	if !ok {
 		return v
