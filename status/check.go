@@ -92,7 +92,7 @@ func (r *Report) Check(t Thresholds) {
 	if t.MaxQuarantineFiles >= 0 {
 		r.Thresholds["max_quarantine_files"] = t.MaxQuarantineFiles
 		if r.Quarantine.Files > t.MaxQuarantineFiles {
-			add("%d files (%s) in quarantine: bodies sgload could not read, kept for a look", r.Quarantine.Files, Size(r.Quarantine.Bytes))
+			add("%s (%s) in quarantine: bodies sgload could not read, kept for a look", plural(r.Quarantine.Files, "file"), Size(r.Quarantine.Bytes))
 		}
 	}
 	if t.MinFreeBytes > 0 {
@@ -114,3 +114,10 @@ func round(d time.Duration) time.Duration {
 
 // Size is n bytes in SI units with three digits: 891 MB, 12.3 kB.
 func Size(n int64) string { return humanize.BytesN(uint64(max(n, 0)), 3) }
+
+func plural(n int, word string) string {
+	if n == 1 {
+		return "1 " + word
+	}
+	return fmt.Sprintf("%d %ss", n, word)
+}

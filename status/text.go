@@ -52,7 +52,7 @@ func (r *Report) Lines() [][2]string {
 		{"last flush", commitText(r.LastFlush, "unknown (give --bucket)")},
 		{"last compaction", commitText(r.LastCompaction, "unknown")},
 		{"followers", followers},
-		{"quarantine", fmt.Sprintf("%d files (%s)", r.Quarantine.Files, Size(r.Quarantine.Bytes))},
+		{"quarantine", fmt.Sprintf("%s (%s)", plural(r.Quarantine.Files, "file"), Size(r.Quarantine.Bytes))},
 		{"dedupe history", fmt.Sprintf("%s keys in %d runs (%s)", humanize.Comma(r.Dedupe.Keys), r.Dedupe.Runs, Size(r.Dedupe.Bytes))},
 		{"disk free", Size(int64(r.Disk.FreeBytes))},
 	}
