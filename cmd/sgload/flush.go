@@ -64,6 +64,7 @@ func runFlush(c *cli.Context) error {
 	}
 	opts, closeBucket, err := loaderOptions(c)
 	if err != nil {
+		recordFlush(c, nil, err) // a run that could not start failed too
 		return err
 	}
 	defer closeBucket()

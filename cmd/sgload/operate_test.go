@@ -118,11 +118,16 @@ func TestJSONSummariesAreOneLineWithoutNulls(t *testing.T) {
 		w.Write([]byte(`{"lists":[]}`))
 	}))
 	defer api.Close()
-	out, stderr, code = runSgload(t, []string{"SENDGRID_API_KEY=SG.x"}, "sync", "--json", "--spool", root, "--api-url", api.URL, "--collections", "lists")
+	prom := filepath.Join(t.TempDir(), "sgload_sync.prom")
+	out, stderr, code = runSgload(t, []string{"SENDGRID_API_KEY=SG.x"}, "sync", "--json", "--spool", root, "--api-url", api.URL,
+		"--collections", "lists", "--metrics-file", prom)
 	if code != 0 {
 		t.Fatalf("sync: exit %d\n%s", code, stderr)
 	}
 	oneJSONLine(t, out)
+	if b, _ := os.ReadFile(prom); !strings.Contains(string(b), `sgload_job_runs_total{job="sync",result="success"} 1`) {
+		t.Fatalf("sync metrics file:\n%s", b)
+	}
 }
 
 func TestJSONFailureIsOneLineOnStdout(t *testing.T) {
@@ -442,5 +447,77 @@ func TestVersionNamesTheCommit(t *testing.T) {
 	out, _, code := runSgload(t, nil, "--version")
 	if code != 0 || !regexp.MustCompile(`^sgload \S+ \(commit \S+.*go1\.`).MatchString(out) {
 		t.Fatalf("--version: exit %d %q", code, out)
+	}
+}
+
+func get(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 {
+		t.Fatalf("GET %s: %s\n%s", url, resp.Status, b)
+	}
+	return string(b)
+}
+
+// run serves the status page and, once its flush has run, the job metrics
+// on /metrics and the last flush commit on the page.
+func TestRunServesStatusAndJobMetrics(t *testing.T) {
+	root := t.TempDir()
+	sampleSpool(t, root)
+	p := startSgload(t, nil, "run", "--insecure-no-auth", "--spool", root, "--bucket", t.TempDir(),
+		"--addr", "127.0.0.1:0", "--flush-interval", "200ms")
+	line := p.waitLog(t, "serving")
+	p.waitLog(t, "flushed")
+	base := fmt.Sprintf("http://%s", line["addr"])
+	metrics := get(t, base+"/metrics")
+	for _, want := range []string{`sgload_job_last_success_timestamp_seconds{job="flush"}`, `sgload_job_runs_total{job="flush",result="success"}`, `sgload_job_rows_total{job="flush"}`} {
+		if !strings.Contains(metrics, want) {
+			t.Fatalf("/metrics lacks %s", want)
+		}
+	}
+	page := get(t, base+"/status")
+	if !strings.Contains(page, "<th>serve</th><td>up") || !strings.Contains(page, "_sgload/manifests/cli/") || !strings.Contains(page, "<svg") {
+		t.Fatalf("status page:\n%s", page)
+	}
+	v := oneJSONLine(t, get(t, base+"/status?format=json"))
+	if v["last_flush"] == nil {
+		t.Fatalf("no last flush: %v", v)
+	}
+}
+
+func TestMetricsFileKeepsTheLastSuccess(t *testing.T) {
+	root := t.TempDir()
+	sampleSpool(t, root)
+	prom := filepath.Join(t.TempDir(), "sgload_flush.prom")
+	_, stderr, code := runSgload(t, nil, "flush", "--spool", root, "--bucket", t.TempDir(), "--metrics-file", prom)
+	if code != 0 {
+		t.Fatalf("exit %d\n%s", code, stderr)
+	}
+	first, _ := os.ReadFile(prom)
+	success := regexp.MustCompile(`(?m)^sgload_job_last_success_timestamp_seconds\{job="flush"\} (\S+)$`)
+	m := success.FindSubmatch(first)
+	if m == nil || !regexp.MustCompile(`(?m)^sgload_job_last_rows\{job="flush"\} [1-9]`).Match(first) {
+		t.Fatalf("metrics file:\n%s", first)
+	}
+	// A failed run keeps the last success and counts the failure.
+	notDir := filepath.Join(t.TempDir(), "file")
+	os.WriteFile(notDir, nil, 0o644)
+	_, _, code = runSgload(t, nil, "flush", "--spool", root, "--bucket", notDir+"/sub", "--metrics-file", prom)
+	if code == 0 {
+		t.Fatal("flush into a path under a file succeeded")
+	}
+	second, _ := os.ReadFile(prom)
+	if m2 := success.FindSubmatch(second); m2 == nil || string(m2[1]) != string(m[1]) ||
+		!strings.Contains(string(second), `sgload_job_runs_total{job="flush",result="failure"} 1`) ||
+		!strings.Contains(string(second), `sgload_job_runs_total{job="flush",result="success"} 1`) {
+		t.Fatalf("after a failure:\n%s", second)
+	}
+	if entries, _ := os.ReadDir(filepath.Dir(prom)); len(entries) != 1 {
+		t.Fatalf("temporary files left beside the textfile: %v", entries)
 	}
 }

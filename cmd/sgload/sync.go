@@ -76,6 +76,7 @@ func runSync(c *cli.Context) error {
 		return err
 	}
 	if err := checkKey(c, api, cols); err != nil {
+		writeMetricsFile(c, "sync", syncResult(nil, err, 0))
 		return err
 	}
 	o := objectsync.Options{
