@@ -6,12 +6,32 @@ BUCKET   ?= var/bucket
 ADDR     ?= 127.0.0.1:8080
 FUZZTIME ?= 1m
 
-.PHONY: all build run test lint unit fuzz bench-ingest bench-flush tidy clean
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT   ?= $(shell git rev-parse HEAD 2>/dev/null)
+PLATFORMS ?= linux/amd64 linux/arm64 darwin/arm64
+LDFLAGS  := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
+
+.PHONY: all build run test lint unit fuzz bench-ingest bench-flush tidy clean release image
 
 all: build
 
 build:
 	$(GO) build -o $(BIN)/sgload ./cmd/sgload
+
+# Static binaries (no cgo, no libc) for each of PLATFORMS, with the version
+# and commit that sgload --version prints, and their SHA-256 sums.
+release:
+	@mkdir -p $(BIN)/release
+	@set -e; for p in $(PLATFORMS); do \
+		os=$${p%/*}; arch=$${p#*/}; out=$(BIN)/release/sgload-$(VERSION)-$$os-$$arch; \
+		echo "build $$out"; \
+		CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $$out ./cmd/sgload; \
+	done
+	cd $(BIN)/release && sha256sum sgload-$(VERSION)-* > SHA256SUMS
+
+# The container image (Containerfile) with podman: sgload:$(VERSION).
+image:
+	VERSION=$(VERSION) COMMIT=$(COMMIT) scripts/image.sh build
 
 # The main job on embedded defaults: serve on loopback without authentication
 # (it says so loudly) into a spool under var/, flushed every 30 s as Parquet
