@@ -11,7 +11,7 @@ COMMIT   ?= $(shell git rev-parse HEAD 2>/dev/null)
 PLATFORMS ?= linux/amd64 linux/arm64 darwin/arm64
 LDFLAGS  := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 
-.PHONY: all build run test lint unit fuzz bench-ingest bench-flush tidy clean release image
+.PHONY: all build run test lint unit fuzz bench-ingest bench-flush tidy clean release image deploy-check
 
 all: build
 
@@ -47,6 +47,11 @@ test:
 
 lint:
 	scripts/test.sh lint
+
+# The release build, container image, systemd units, Kubernetes manifests
+# and Airflow DAG, each checked with the real tool (part of make test).
+deploy-check:
+	scripts/test.sh deploy
 
 unit:
 	scripts/test.sh unit
