@@ -30,7 +30,7 @@ func serveCommand() *cli.Command {
 			"SendGrid's Signed Event Webhook (--signing-key), OAuth 2.0 (--oauth-client-id/-secret)\n" +
 			"and/or secret URL tokens (--url-token); every method configured must pass.\n\n" +
 			"Endpoints: POST /webhook/sendgrid, POST /webhook/sendgrid/{token}, POST /oauth/token,\n" +
-			"GET /healthz, GET /readyz, GET /metrics.",
+			"GET /healthz, GET /readyz, GET /metrics, GET /status (the status page).",
 		OnUsageError: onUsageError,
 		Flags:        serveFlags(),
 		Action: func(c *cli.Context) error {
