@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -85,18 +84,14 @@ func runSync(c *cli.Context) error {
 		Parallel: c.Int("parallel"), PollInterval: c.Duration("export-poll"), Logger: log,
 	}
 	if showProgress(c) {
-		var mu sync.Mutex
+		line := stderrOf(c) // shared with the log, which ends the progress line first
 		o.Progress = func(p objectsync.Progress) {
-			mu.Lock()
-			defer mu.Unlock()
-			state := "..."
+			text := fmt.Sprintf("%-28s %6d pages %9s rows", p.Collection, p.Pages, count(int64(p.Rows)))
 			if p.Done {
-				state = "done"
+				fmt.Fprintln(line, text+" done") // a finished collection keeps its line
+				return
 			}
-			fmt.Fprintf(c.App.ErrWriter, "\r%-28s %6d pages %9s rows %s\x1b[K", p.Collection, p.Pages, count(int64(p.Rows)), state)
-			if p.Done {
-				fmt.Fprintln(c.App.ErrWriter)
-			}
+			line.show(text + " ...")
 		}
 	}
 	start := time.Now()
