@@ -2,7 +2,9 @@ package status
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
 	"html/template"
 	"math"
 	"net/http"
@@ -154,3 +156,13 @@ footer { color: #666; font-size: .85em; margin-top: 2em; }
 </body>
 </html>
 `))
+
+// printJSON writes v as one line.
+func printJSON(w io.Writer, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(append(b, '\n'))
+	return err
+}

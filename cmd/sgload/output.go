@@ -92,7 +92,7 @@ func guarded(cmds []*cli.Command) []*cli.Command {
 func extraArgs(c *cli.Context, cmd string) error {
 	arg := c.Args().First()
 	hint := "every input is a flag (see sgload " + cmd + " --help)"
-	if c.Command.HasName(cmd) && hasFlag(c.Command, "spool") && !strings.HasPrefix(arg, "-") {
+	if hasFlag(c.Command, "spool") && !strings.HasPrefix(arg, "-") {
 		hint = fmt.Sprintf("did you mean --spool %s? Flags after it were not read", arg)
 	}
 	return usageError(fmt.Errorf("sgload %s takes no arguments, got %q", cmd, strings.Join(c.Args().Slice(), " ")), hint)
