@@ -154,12 +154,19 @@ func value(m *dto.Metric) float64 {
 func WriteTextfile(path, job string, r Result) error {
 	reg := prometheus.NewRegistry()
 	m := New(reg)
-	if err := m.Load(path); err != nil {
-		return err
+	loadErr := m.Load(path)
+	if loadErr != nil {
+		// A damaged file would otherwise stop every later run from
+		// reporting: start anew (the totals restart) and say so.
+		reg = prometheus.NewRegistry()
+		m = New(reg)
 	}
 	m.Record(job, r)
 	if err := prometheus.WriteToTextfile(path, reg); err != nil {
 		return fmt.Errorf("write metrics file %s: %w", path, err)
+	}
+	if loadErr != nil {
+		return fmt.Errorf("%w; wrote it anew", loadErr)
 	}
 	return nil
 }
