@@ -6,12 +6,32 @@ BUCKET   ?= var/bucket
 ADDR     ?= 127.0.0.1:8080
 FUZZTIME ?= 1m
 
-.PHONY: all build run test lint unit fuzz bench-ingest bench-flush bench-compact tidy clean
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT   ?= $(shell git rev-parse HEAD 2>/dev/null)
+PLATFORMS ?= linux/amd64 linux/arm64 darwin/arm64
+LDFLAGS  := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
+
+.PHONY: all build run test lint unit fuzz bench-ingest bench-flush bench-compact tidy clean release image deploy-check
 
 all: build
 
 build:
 	$(GO) build -o $(BIN)/sgload ./cmd/sgload
+
+# Static binaries (no cgo, no libc) for each of PLATFORMS, with the version
+# and commit that sgload --version prints, and their SHA-256 sums.
+release:
+	@mkdir -p $(BIN)/release
+	@set -e; for p in $(PLATFORMS); do \
+		os=$${p%/*}; arch=$${p#*/}; out=$(BIN)/release/sgload-$(VERSION)-$$os-$$arch; \
+		echo "build $$out"; \
+		CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $$out ./cmd/sgload; \
+	done
+	cd $(BIN)/release && sha256sum sgload-$(VERSION)-* > SHA256SUMS
+
+# The container image (Containerfile) with podman: sgload:$(VERSION).
+image:
+	VERSION=$(VERSION) COMMIT=$(COMMIT) scripts/image.sh build
 
 # The main job on embedded defaults: serve on loopback without authentication
 # (it says so loudly) into a spool under var/, flushed every 30 s as Parquet
@@ -27,6 +47,11 @@ test:
 
 lint:
 	scripts/test.sh lint
+
+# The release build, container image, systemd units, Kubernetes manifests
+# and Airflow DAG, each checked with the real tool (part of make test).
+deploy-check:
+	scripts/test.sh deploy
 
 unit:
 	scripts/test.sh unit

@@ -13,6 +13,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 
 	"gocloud.dev/blob"
@@ -25,11 +26,41 @@ type Bucket struct {
 	local *folder // a local folder's durability; nil for other stores
 }
 
-// Open opens the bucket at raw: a gocloud URL or a local folder path.
-func Open(ctx context.Context, raw string) (*Bucket, error) {
+// Open opens the bucket at raw: a gocloud URL or a local folder path (made
+// if missing). A mistyped URL (s3:/acme) is refused with ErrBadURL, and a
+// cloud URL with no credentials in the environment with ErrNoCredentials,
+// both as *HintError.
+func Open(ctx context.Context, raw string) (*Bucket, error) { return open(ctx, raw, true) }
+
+// OpenExisting is Open for readers (views, verify, status): a local folder
+// must exist already (ErrNoFolder), so a mistyped path is an error instead
+// of a new empty folder.
+func OpenExisting(ctx context.Context, raw string) (*Bucket, error) { return open(ctx, raw, false) }
+
+func open(ctx context.Context, raw string, create bool) (*Bucket, error) {
+	if err := checkURL(raw); err != nil {
+		return nil, err
+	}
 	u, root, err := Normalize(raw)
 	if err != nil {
 		return nil, err
+	}
+	pu, err := url.Parse(u)
+	if err != nil {
+		return nil, fmt.Errorf("bucket URL %q: %w", raw, err)
+	}
+	if err := checkCredentials(pu); err != nil {
+		return nil, err
+	}
+	if root != "" && !create {
+		if st, err := os.Stat(root); err != nil || !st.IsDir() {
+			return nil, &HintError{Err: fmt.Errorf("%w: %s", ErrNoFolder, root),
+				Hint: "check --bucket: the folder flush writes to (flush creates it)"}
+		}
+		q := pu.Query()
+		q.Del("create_dir")
+		pu.RawQuery = q.Encode()
+		u = pu.String()
 	}
 	b, err := blob.OpenBucket(ctx, u)
 	if err != nil {

@@ -168,21 +168,13 @@ type run struct {
 
 var errNotRun = errors.New("not a dedupe run")
 
-func openRun(path, name string) (*run, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	if st.Size() < int64(len(runMagic))+footerSize {
+// readFooter reads a run's footer: its key count, offsets and minutes.
+func readFooter(f *os.File, size int64, path, name string) (*run, error) {
+	if size < int64(len(runMagic))+footerSize {
 		return nil, fmt.Errorf("dedupe run %s: %w", path, errNotRun)
 	}
 	var foot [footerSize]byte
-	if _, err := f.ReadAt(foot[:], st.Size()-footerSize); err != nil {
+	if _, err := f.ReadAt(foot[:], size-footerSize); err != nil {
 		return nil, fmt.Errorf("read dedupe run %s: %w", path, err)
 	}
 	if string(foot[32:]) != runMagic {
@@ -195,7 +187,24 @@ func openRun(path, name string) (*run, error) {
 		min:      binary.LittleEndian.Uint32(foot[24:]),
 		max:      binary.LittleEndian.Uint32(foot[28:]),
 	}
-	r.bloomBytes = st.Size() - footerSize - r.bloomOff
+	r.bloomBytes = size - footerSize - r.bloomOff
+	return r, nil
+}
+
+func openRun(path, name string) (*run, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	r, err := readFooter(f, st.Size(), path, name)
+	if err != nil {
+		return nil, err
+	}
 	nIndex := (r.n + blockEntries - 1) / blockEntries
 	if r.indexOff != int64(len(runMagic))+r.n*entrySize || r.bloomOff != r.indexOff+nIndex*16 || r.bloomBytes < 0 || r.bloomBytes%32 != 0 {
 		return nil, fmt.Errorf("dedupe run %s: damaged footer", path)

@@ -29,6 +29,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/time/rate"
 
 	"github.com/sgload/sgload/internal/backoff"
 	"github.com/sgload/sgload/schema"
@@ -89,15 +90,17 @@ var (
 )
 
 type forwarder struct {
-	o        Options
-	log      *slog.Logger
-	f        *spool.Follower
-	sum      Summary
-	batch    [][]byte
-	sources  []string // where each call's userId came from
-	size     int
-	lastSend time.Time
-	m        *metrics
+	o       Options
+	log     *slog.Logger
+	f       *spool.Follower
+	sum     Summary
+	batch   [][]byte
+	sources []string // where each call's userId came from
+	size    int
+	// pace spaces requests at Rate a second (a burst of one: Segment
+	// counts requests per second, so none are saved up while idle).
+	pace *rate.Limiter
+	m    *metrics
 }
 
 type metrics struct {
@@ -149,7 +152,8 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 		return nil, err
 	}
 	defer f.Close()
-	fw := &forwarder{o: o, log: o.Logger, f: f, sum: Summary{Skipped: map[string]int64{}, UserIDs: map[string]int64{}}}
+	fw := &forwarder{o: o, log: o.Logger, f: f, sum: Summary{Skipped: map[string]int64{}, UserIDs: map[string]int64{}},
+		pace: rate.NewLimiter(rate.Limit(o.Rate), 1)}
 	fw.registerMetrics()
 	err = fw.run(ctx)
 	fw.sum.LagBytes, _ = f.Lag()
@@ -257,12 +261,9 @@ func (fw *forwarder) send(ctx context.Context, pos spool.Position) error {
 	}
 	delay := time.Second
 	for attempt := 0; ; attempt++ {
-		if wait := time.Until(fw.lastSend.Add(time.Duration(float64(time.Second) / fw.o.Rate))); wait > 0 {
-			if err := backoff.Sleep(ctx, wait); err != nil {
-				return err
-			}
+		if err := fw.pace.Wait(ctx); err != nil {
+			return err
 		}
-		fw.lastSend = time.Now()
 		retryAfter, err := fw.post(ctx, body.Bytes())
 		if err == nil {
 			break

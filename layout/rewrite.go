@@ -336,3 +336,40 @@ func ParseFolder(prefix, folder string) (kind Kind, table, date string, ok bool)
 	}
 	return 0, "", "", false
 }
+
+// LatestRewrite is the most recent committed rewrite of kind (finished or
+// within its grace) and its manifest's key, or nil when there is none.
+// Rewrite ids sort by time, so the listing is read newest first and stops
+// at the first of the kind (at most 64 manifests are read: a bucket whose
+// last 64 rewrites were all of other kinds reports none).
+func LatestRewrite(ctx context.Context, b *bucket.Bucket, prefix, kind string) (*Rewrite, string, error) {
+	var keys []string
+	for _, dir := range []string{RewritesDir, RewritesDoneDir} {
+		k, err := listKeys(ctx, b, Join(prefix, dir), ".json")
+		if err != nil {
+			return nil, "", err
+		}
+		keys = append(keys, k...)
+	}
+	sort.Slice(keys, func(i, j int) bool { return path.Base(keys[i]) > path.Base(keys[j]) })
+	for i, k := range keys {
+		if i == 64 {
+			break
+		}
+		r, err := ReadRewrite(ctx, b, k)
+		if gcerrors.Code(err) == gcerrors.NotFound {
+			// Moved to done/ since the listing; the copy there was listed only if it was already there.
+			if r, err = ReadRewrite(ctx, b, RewriteDoneKey(prefix, strings.TrimSuffix(path.Base(k), ".json"))); err != nil {
+				continue
+			}
+			k = RewriteDoneKey(prefix, r.ID)
+		}
+		if err != nil {
+			return nil, "", err
+		}
+		if r.Kind == kind {
+			return r, k, nil
+		}
+	}
+	return nil, "", nil
+}

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"gocloud.dev/blob"
 	"gocloud.dev/gcerrors"
 
 	"github.com/sgload/sgload/bucket"
@@ -144,6 +145,10 @@ type Summary struct {
 	Seconds        float64                      `json:"seconds"`
 	DryRun         bool                         `json:"dry_run"`
 	Manifests      []string                     `json:"manifests"`
+	// OpenEvents and OpenBytes are what waits in serve's open segment when
+	// there was nothing to flush: flush takes only sealed segments.
+	OpenEvents int64 `json:"open_segment_events"`
+	OpenBytes  int64 `json:"open_segment_bytes"`
 }
 
 // NothingToFlush reports a run that found no sealed segment.
@@ -307,7 +312,24 @@ func run(ctx context.Context, opts Options, replay *replaySource) (*Summary, err
 	if !opts.DryRun {
 		f.tidy()
 	}
+	if f.sum.NothingToFlush() {
+		f.sum.OpenEvents, f.sum.OpenBytes = openSegmentEvents(f.spool)
+	}
 	return f.sum, nil
+}
+
+// openSegmentEvents counts what waits in open segments, for a "nothing to
+// flush" that would otherwise puzzle whoever just posted events. A segment
+// sealed meanwhile is simply not counted.
+func openSegmentEvents(d spool.Dir) (events, bytes int64) {
+	segs, _ := d.OpenSegments()
+	for _, s := range segs {
+		if _, n, err := spool.Count(s.Path); err == nil {
+			events += n
+			bytes += s.Size
+		}
+	}
+	return events, bytes
 }
 
 // tidy drops what has aged out: dedupe history past the window, committed
@@ -480,8 +502,15 @@ func (f *flusher) finish(p *Plan) error {
 
 // preflight writes, reads and deletes a probe object, so that a missing
 // bucket or credential fails in a second with a clear message instead of
-// after converting a gigabyte.
+// after converting a gigabyte. A dry run, which must touch nothing, only
+// lists the prefix.
 func (f *flusher) preflight(ctx context.Context) error {
+	if f.opts.DryRun {
+		if _, _, err := f.opts.Bucket.ListPage(ctx, blob.FirstPageToken, 1, &blob.ListOptions{Prefix: f.opts.Prefix}); err != nil {
+			return fmt.Errorf("%w: list %s: %w", ErrPreflight, f.opts.Bucket.URL(), err)
+		}
+		return nil
+	}
 	var rnd [6]byte
 	_, _ = rand.Read(rnd[:]) // crypto/rand does not fail on Linux
 	key := layout.ProbeKey(f.opts.Prefix, f.node+"-"+hex.EncodeToString(rnd[:]))

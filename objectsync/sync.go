@@ -172,7 +172,7 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 		}
 	}
 
-	sum := &Summary{}
+	sum := &Summary{Results: []*Result{}, Failed: []string{}}
 	var mu sync.Mutex
 	sem := make(chan struct{}, o.Parallel)
 	var wg sync.WaitGroup

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# test.sh [all|lint|unit|fuzz]: what `make test` runs. Everything a test needs
+# test.sh [all|lint|unit|deploy|fuzz]: what `make test` runs. Everything a test needs
 # is installed and started here (see scripts/emulators.sh), and stopped again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,6 +25,37 @@ repo_clean() {
   if [ ${#bad[@]} -gt 0 ]; then printf 'not for the repository: %s\n' "${bad[@]}" >&2; return 1; fi
 }
 
+# tools installs, from Debian's packages, what the tests run for real and a
+# fresh machine lacks: Chromium (the status page test), podman (the image),
+# systemd-analyze (the units), readelf (static binaries), python3 (the
+# Airflow DAG). One apt-get update, and only when something is missing.
+tools() {
+  local want=() cmd pkg
+  while read -r cmd pkg; do
+    command -v "$cmd" >/dev/null 2>&1 || want+=("$pkg")
+  done <<'EOF_TOOLS'
+chromium chromium
+podman podman
+systemd-analyze systemd
+readelf binutils
+python3 python3
+EOF_TOOLS
+  [ ${#want[@]} -gt 0 ] || return 0
+  step "apt-get install ${want[*]}"
+  if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
+    echo "missing ${want[*]}: install them (Debian packages) or run as root" >&2; return 1
+  fi
+  apt-get update -qq >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${want[@]}" >&2
+}
+
+# deploy checks the release build, the container image, the systemd units,
+# the Kubernetes manifests and the Airflow DAG (scripts/deploy-check.sh).
+deploy() {
+  tools
+  scripts/deploy-check.sh all
+}
+
 lint() {
   repo_clean
   step "gofmt"
@@ -40,14 +71,18 @@ lint() {
 }
 
 unit() {
+  tools
   step "storage emulators and the SendGrid API mock (scripts/emulators.sh)"
   PRISM_SPECS="$(ls testdata/sendgrid-oai/*.json | tr '\n' ' ')" scripts/emulators.sh up
   trap 'scripts/emulators.sh down' EXIT
   # shellcheck disable=SC1091
   source "${EMU_DIR:-/tmp/sgload-emu}/env"
   export SGLOAD_REQUIRE_EMULATORS=1
-  step "go test -race"
-  $GO test -race -shuffle=on -timeout 25m ./...
+  step "go test -race (artifacts, e.g. the status page screenshot, in var/test-artifacts/)"
+  local artifacts=$PWD/var/test-artifacts
+  rm -rf "$artifacts" && mkdir -p "$artifacts"
+  $GO test -race -shuffle=on -timeout 25m -artifacts -outputdir "$artifacts" ./...
+  find "$artifacts" -name '*.png' -printf 'artifact: %p\n' >&2
 }
 
 # Fuzz targets with the number of inputs `make test` runs each for: a count,
@@ -73,10 +108,11 @@ fuzz() {
 }
 
 case ${1:-all} in
-  all) lint; unit; fuzz "" ;;
+  all) lint; unit; deploy; fuzz "" ;;
   lint) lint ;;
+  deploy) deploy ;;
   unit) unit ;;
   fuzz) fuzz "${FUZZTIME:-1m}" ;;
-  *) echo "usage: $0 [all|lint|unit|fuzz]" >&2; exit 2 ;;
+  *) echo "usage: $0 [all|lint|unit|deploy|fuzz]" >&2; exit 2 ;;
 esac
 step "ok"

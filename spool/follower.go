@@ -252,7 +252,11 @@ func (f *Follower) Lag() (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	pos := f.committed.Load()
+	return lagFrom(segs, *f.committed.Load()), nil
+}
+
+// lagFrom is how many bytes of segs lie ahead of pos.
+func lagFrom(segs []located, pos Position) int64 {
 	var n int64
 	for _, s := range segs {
 		switch {
@@ -262,7 +266,7 @@ func (f *Follower) Lag() (int64, error) {
 			n += max(0, s.size-pos.Offset)
 		}
 	}
-	return n, nil
+	return n
 }
 
 // OldestCursor returns the smallest segment any follower still needs, and

@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/dustin/go-humanize"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sys/unix"
 
@@ -233,7 +234,8 @@ func (s *Writer) Accepting() error {
 			return fmt.Errorf("statfs %s: %w", s.dir.Root, err)
 		}
 		if free < uint64(s.opts.MinFreeBytes) {
-			return fmt.Errorf("%w: %d bytes free on %s, floor %d", ErrDiskFull, free, s.dir.Root, s.opts.MinFreeBytes)
+			return fmt.Errorf("%w: %s free on %s, floor %s (--min-free-bytes)", ErrDiskFull,
+				humanize.IBytes(free), s.dir.Root, humanize.IBytes(uint64(s.opts.MinFreeBytes)))
 		}
 	}
 	return nil

@@ -42,7 +42,10 @@ type ServerOptions struct {
 	// metrics on /metrics register on it.
 	Registry *prometheus.Registry
 	// Jobs run beside the server until Close (sgload run's periodic flush).
-	Jobs   []func(context.Context)
+	Jobs []func(context.Context)
+	// Routes are served beside the webhook's own, by pattern ("GET /status":
+	// sgload's status page).
+	Routes map[string]http.Handler
 	Logger *slog.Logger
 }
 
@@ -110,7 +113,7 @@ func Open(opts ServerOptions) (_ *Server, err error) {
 	}
 	s.http = &http.Server{
 		Addr:              opts.Addr,
-		Handler:           h,
+		Handler:           withRoutes(h, opts.Routes),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       2 * time.Minute,
 		WriteTimeout:      2 * time.Minute,
@@ -146,6 +149,19 @@ func Open(opts ServerOptions) (_ *Server, err error) {
 		"addr", s.ln.Addr().String(), "spool", s.writer.Dir().Root, "node", s.writer.Node(),
 		"auth", cfg.Methods(), "max_body_bytes", cfg.MaxBodyBytes, "tls", opts.TLSCert != "")
 	return s, nil
+}
+
+// withRoutes mounts extra routes beside h, which keeps every other path.
+func withRoutes(h http.Handler, routes map[string]http.Handler) http.Handler {
+	if len(routes) == 0 {
+		return h
+	}
+	mux := http.NewServeMux()
+	for pattern, r := range routes {
+		mux.Handle(pattern, r)
+	}
+	mux.Handle("/", h)
+	return mux
 }
 
 // serveDebug serves pprof on its own mux and address, never on the

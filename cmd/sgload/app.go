@@ -4,13 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"runtime/pprof"
 	"strings"
 
 	"github.com/urfave/cli/v2"
-	"golang.org/x/term"
 
 	"github.com/sgload/sgload/spool"
 )
@@ -25,13 +23,12 @@ const (
 	exitMismatch = 5 // verify found mismatches
 )
 
-var version = "dev"
-
 func newApp(stdout, stderr io.Writer) *cli.App {
+	cli.VersionPrinter = printVersion
 	return &cli.App{
 		Name:    "sgload",
 		Usage:   "land SendGrid events and objects in object storage as Parquet",
-		Version: version,
+		Version: versionLine(),
 		Description: "sgload serve receives SendGrid's Event Webhook into a local, fsynced spool;\n" +
 			"sgload flush turns the spool into partitioned Parquet in S3, GCS, Azure Blob or a folder,\n" +
 			"exactly once; sgload run does both in one process.\n" +
@@ -39,17 +36,15 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		Writer:               stdout,
 		ErrWriter:            stderr,
 		EnableBashCompletion: true,
-		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "log-level", Value: "info", EnvVars: []string{"SGLOAD_LOG_LEVEL"},
-				Usage: "debug, info, warn or error"},
-			&cli.StringFlag{Name: "log-format", Value: "auto", EnvVars: []string{"SGLOAD_LOG_FORMAT"},
-				Usage: "text, json, or auto (text on a terminal, json otherwise)"},
+		Metadata:             map[string]any{"stderr": &stderrLine{w: stderr}},
+		Flags: append(logFlags(""),
 			&cli.StringFlag{Name: "cpu-profile", EnvVars: []string{"SGLOAD_CPU_PROFILE"},
 				Usage: "write a Go CPU profile of the whole command to this file (go tool pprof reads it)"},
-		},
+		),
 		Before: startCPUProfile,
 		After:  stopCPUProfile,
-		Commands: []*cli.Command{
+		Action: unknownCommand,
+		Commands: withLogFlags(guarded([]*cli.Command{
 			runCommand(),
 			serveCommand(),
 			flushCommand(),
@@ -63,7 +58,8 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			verifyCommand(),
 			viewsCommand(),
 			tokenCommand(),
-		},
+			statusCommand(),
+		})),
 		OnUsageError:   onUsageError,
 		ExitErrHandler: func(*cli.Context, error) {}, // main maps errors to exit codes
 	}
@@ -84,7 +80,7 @@ func startCPUProfile(c *cli.Context) error {
 		_ = f.Close()
 		return failure(fmt.Errorf("--cpu-profile %s: %w", path, err), "")
 	}
-	c.App.Metadata = map[string]any{"cpu-profile": f}
+	c.App.Metadata["cpu-profile"] = f
 	return nil
 }
 
@@ -98,30 +94,6 @@ func stopCPUProfile(c *cli.Context) error {
 		return failure(fmt.Errorf("--cpu-profile %s: %w", f.Name(), err), "")
 	}
 	return nil
-}
-
-// newLogger builds the slog logger from the global flags. Logs go to stderr.
-func newLogger(c *cli.Context) (*slog.Logger, error) {
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(c.String("log-level"))); err != nil {
-		return nil, usageError(fmt.Errorf("--log-level %q: %w", c.String("log-level"), err), "use debug, info, warn or error")
-	}
-	w := c.App.ErrWriter
-	format := c.String("log-format")
-	if format == "auto" {
-		format = "json"
-		if f, ok := w.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
-			format = "text"
-		}
-	}
-	opts := &slog.HandlerOptions{Level: level}
-	switch format {
-	case "text":
-		return slog.New(slog.NewTextHandler(w, opts)), nil
-	case "json":
-		return slog.New(slog.NewJSONHandler(w, opts)), nil
-	}
-	return nil, usageError(fmt.Errorf("--log-format %q", format), "use text, json or auto")
 }
 
 // cliError carries an exit code and a hint for the operator.
@@ -162,7 +134,65 @@ func exitCode(err error, stderr io.Writer) int {
 	if hint != "" {
 		fmt.Fprintf(stderr, "hint: %s\n", hint)
 	}
+	var je *jsonError
+	if errors.As(err, &je) {
+		writeJSONError(je.w, je.err, hint, code)
+	}
 	return code
+}
+
+// unknownCommand is the app's own action: reached with no command (it
+// shows the help) or with one sgload does not have (a usage error, with
+// the nearest name when there is one).
+func unknownCommand(c *cli.Context) error {
+	if c.NArg() == 0 {
+		return cli.ShowAppHelp(c)
+	}
+	name := c.Args().First()
+	hint := "see sgload --help for the commands"
+	if near := nearestCommand(c.App, name); near != "" {
+		hint = fmt.Sprintf("did you mean sgload %s?", near)
+	}
+	return usageError(fmt.Errorf("unknown command %q", name), hint)
+}
+
+// nearestCommand is the command name within two edits of name, if any.
+func nearestCommand(app *cli.App, name string) string {
+	best, bestD := "", 3
+	for _, cmd := range app.Commands {
+		for _, n := range cmd.Names() {
+			if d := editDistance(name, n); d < bestD {
+				best, bestD = n, d
+			}
+		}
+	}
+	return best
+}
+
+// editDistance is the Damerau-Levenshtein distance (adjacent swaps count
+// one: flsuh → flush).
+func editDistance(a, b string) int {
+	d := make([][]int, len(a)+1)
+	for i := range d {
+		d[i] = make([]int, len(b)+1)
+		d[i][0] = i
+	}
+	for j := range d[0] {
+		d[0][j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			d[i][j] = min(d[i-1][j]+1, d[i][j-1]+1, d[i-1][j-1]+cost)
+			if i > 1 && j > 1 && a[i-1] == b[j-2] && a[i-2] == b[j-1] {
+				d[i][j] = min(d[i][j], d[i-2][j-2]+1)
+			}
+		}
+	}
+	return d[len(a)][len(b)]
 }
 
 // onUsageError marks flag parsing errors as usage errors (exit 2).

@@ -79,7 +79,7 @@ func runBackfill(c *cli.Context) error {
 	}
 	var prog *progressLine
 	if showProgress(c) {
-		prog = &progressLine{w: c.App.ErrWriter}
+		prog = &progressLine{line: stderrOf(c)}
 		o.Progress = func(p backfill.Progress) {
 			prog.show(fmt.Sprintf("searched to %s of %s: %s messages, %s events", p.WindowEnd.Format(time.RFC3339),
 				p.Of.Format(time.RFC3339), count(int64(p.Messages)), count(int64(p.Events))))

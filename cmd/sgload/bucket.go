@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -26,15 +27,29 @@ func bucketFlags() []cli.Flag {
 }
 
 func openBucket(ctx context.Context, c *cli.Context) (*bucket.Bucket, error) {
+	return openBucketWith(ctx, c, bucket.Open)
+}
+
+// openExistingBucket is for the commands that only read (views, verify,
+// status): a local folder must exist.
+func openExistingBucket(ctx context.Context, c *cli.Context) (*bucket.Bucket, error) {
+	return openBucketWith(ctx, c, bucket.OpenExisting)
+}
+
+func openBucketWith(ctx context.Context, c *cli.Context, open func(context.Context, string) (*bucket.Bucket, error)) (*bucket.Bucket, error) {
 	raw := c.String("bucket")
 	if raw == "" {
 		return nil, usageError(fmt.Errorf("--bucket is required"), "e.g. --bucket s3://my-bucket?region=us-east-1 or --bucket ./warehouse")
 	}
-	b, err := bucket.Open(ctx, raw)
-	if err != nil {
-		return nil, usageError(err, "check the URL's scheme and query parameters (README, Buckets)")
+	b, err := open(ctx, raw)
+	var he *bucket.HintError
+	switch {
+	case err == nil:
+		return b, nil
+	case errors.As(err, &he):
+		return nil, usageError(err, he.Hint)
 	}
-	return b, nil
+	return nil, usageError(err, "check the URL's scheme and query parameters (README, Buckets)")
 }
 
 // prefix is --prefix without surrounding slashes.

@@ -41,7 +41,7 @@ func compactCommand() *cli.Command {
 			"Partitions are leased in the bucket, so several compactors and flushes can run at once.\n" +
 			"Exit codes: 0 done, 1 failed (rerun: it finishes or undoes what was interrupted), 2 bad flags.",
 		OnUsageError: onUsageError,
-		Flags:        append(append(bucketFlags(), compactFlags()...), memoryLimitFlag(), jsonFlag("summary"), progressFlag()),
+		Flags:        append(append(bucketFlags(), compactFlags()...), memoryLimitFlag(), jsonFlag("summary"), progressFlag(), metricsFileFlag("compact")),
 		Action:       runCompact,
 	}
 }
@@ -82,13 +82,14 @@ func runCompact(c *cli.Context) error {
 	o.Crash = crashAt[rewrite.Step]()
 	var prog *progressLine
 	if showProgress(c) {
-		prog = &progressLine{w: c.App.ErrWriter}
+		prog = &progressLine{line: stderrOf(c)}
 		o.Progress = func(p rewrite.Progress) {
 			prog.show(fmt.Sprintf("partition %d/%d %s", p.Done+1, p.Of, p.Partition))
 		}
 	}
 	sum, err := rewrite.Compact(c.Context, o)
 	prog.done()
+	writeMetricsFile(c, "compact", compactResult(sum, err))
 	if err != nil {
 		return failure(err, "rerun sgload compact: it finishes or undoes what was interrupted")
 	}
@@ -97,7 +98,7 @@ func runCompact(c *cli.Context) error {
 	}
 	fmt.Fprintf(c.App.Writer, "compacted %d partitions: %d files (%s) into %d (%s), %s rows, %s duplicates dropped; "+
 		"%d partitions retired; %d replaced files deleted; %d partitions leased elsewhere; in %.1fs\n",
-		sum.Partitions, sum.FilesBefore, mb(sum.BytesBefore), sum.FilesAfter, mb(sum.BytesAfter), count(sum.RowsOut),
+		sum.Partitions, sum.FilesBefore, size(sum.BytesBefore), sum.FilesAfter, size(sum.BytesAfter), count(sum.RowsOut),
 		count(sum.Duplicates), sum.Retired, sum.InputsDeleted, sum.Leased, sum.Seconds)
 	return nil
 }

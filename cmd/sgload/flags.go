@@ -1,13 +1,12 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
-	"io"
+	"math"
 	"strconv"
 	"strings"
-	"unicode"
 
+	"github.com/dustin/go-humanize"
 	"github.com/urfave/cli/v2"
 )
 
@@ -39,27 +38,14 @@ func (b *byteSize) String() string {
 	return strconv.FormatInt(n, 10)
 }
 
-var byteUnits = map[string]int64{
-	"": 1, "b": 1,
-	"k": 1 << 10, "kib": 1 << 10, "kb": 1000,
-	"m": 1 << 20, "mib": 1 << 20, "mb": 1000 * 1000,
-	"g": 1 << 30, "gib": 1 << 30, "gb": 1000 * 1000 * 1000,
-	"t": 1 << 40, "tib": 1 << 40, "tb": 1000 * 1000 * 1000 * 1000,
-}
-
+// parseByteSize reads a size the way humanize does: IEC (KiB, MiB, GiB) and
+// SI (KB, MB, GB) units, case-insensitive, with or without a space.
 func parseByteSize(s string) (int64, error) {
-	s = strings.TrimSpace(s)
-	i := strings.IndexFunc(s, func(r rune) bool { return !unicode.IsDigit(r) && r != '.' })
-	num, unit := s, ""
-	if i >= 0 {
-		num, unit = s[:i], strings.ToLower(strings.TrimSpace(s[i:]))
-	}
-	mult, ok := byteUnits[unit]
-	f, err := strconv.ParseFloat(num, 64)
-	if !ok || err != nil || f < 0 {
+	n, err := humanize.ParseBytes(strings.TrimSpace(s))
+	if err != nil || n > math.MaxInt64 {
 		return 0, fmt.Errorf("size %q: use a number with an optional unit (KiB, MiB, GiB, KB, MB, GB)", s)
 	}
-	return int64(f * float64(mult)), nil
+	return int64(n), nil
 }
 
 // sizeValue reads a flag made with sizeFlag.
@@ -86,11 +72,4 @@ func progressFlag() cli.Flag {
 // nodeFlag is --node for the commands that read the spool's node id.
 func nodeFlag(usage string) cli.Flag {
 	return &cli.StringFlag{Name: "node", EnvVars: []string{"SGLOAD_NODE"}, Usage: usage}
-}
-
-// printJSON writes v indented, as every --json summary is.
-func printJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
 }

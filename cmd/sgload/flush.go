@@ -6,11 +6,10 @@ import (
 	"os"
 	"runtime/debug"
 	"sort"
-	"strings"
 	"time"
 
+	"github.com/dustin/go-humanize"
 	"github.com/urfave/cli/v2"
-	"golang.org/x/term"
 
 	"github.com/sgload/sgload/loader"
 	"github.com/sgload/sgload/spool"
@@ -31,6 +30,7 @@ func flushCommand() *cli.Command {
 				Usage: "convert the next plan and report, but upload and change nothing"},
 			jsonFlag("summary"),
 			progressFlag(),
+			metricsFileFlag("flush"),
 		), flushTuningFlags()...),
 		Action: runFlush,
 	}
@@ -44,6 +44,7 @@ func runFlush(c *cli.Context) error {
 	log = log.With("component", "flush")
 	opts, closeBucket, err := loaderOptions(c)
 	if err != nil {
+		recordFlush(c, nil, err) // a run that could not start failed too
 		return err
 	}
 	defer closeBucket()
@@ -53,11 +54,12 @@ func runFlush(c *cli.Context) error {
 	opts.Crash = crashAt[loader.Step]()
 	var prog *progressLine
 	if showProgress(c) {
-		prog = &progressLine{w: c.App.ErrWriter}
+		prog = &progressLine{line: stderrOf(c)}
 		opts.Progress = prog.update
 	}
 	sum, err := loader.Flush(c.Context, opts)
 	prog.done()
+	recordFlush(c, sum, err)
 	if err != nil {
 		return flushFailure(err)
 	}
@@ -127,6 +129,10 @@ func flushFailure(err error) error {
 
 func summaryLine(s *loader.Summary) string {
 	if s.NothingToFlush() {
+		if s.OpenEvents > 0 {
+			return fmt.Sprintf("nothing to flush: %s events (%s) wait in the open segment; serve seals it at --segment-age or --segment-bytes, and the next flush takes them",
+				count(s.OpenEvents), size(s.OpenBytes))
+		}
 		return "nothing to flush"
 	}
 	verb := "flushed"
@@ -139,23 +145,15 @@ func summaryLine(s *loader.Summary) string {
 	}
 	sort.Strings(tables)
 	return fmt.Sprintf("%s %s events from %d segments (%s) in %s: %s rows in %d files (%s), %d tables; %s duplicates dropped; %s rows with _errors; %s quarantined",
-		verb, count(s.Events), s.Segments, mb(s.SpoolBytes), s.Duration.Round(10*time.Millisecond),
-		count(s.Rows), s.Files, mb(s.Bytes), len(tables), count(s.Duplicates), count(s.RowsWithErrors), count(s.Quarantined))
+		verb, count(s.Events), s.Segments, size(s.SpoolBytes), s.Duration.Round(10*time.Millisecond),
+		count(s.Rows), s.Files, size(s.Bytes), len(tables), count(s.Duplicates), count(s.RowsWithErrors), count(s.Quarantined))
 }
 
-func count(n int64) string {
-	s := fmt.Sprint(n)
-	var b strings.Builder
-	for i, c := range s {
-		if i > 0 && (len(s)-i)%3 == 0 {
-			b.WriteByte(',')
-		}
-		b.WriteRune(c)
-	}
-	return b.String()
-}
+// count is n with thousands separators: 1,990,083.
+func count(n int64) string { return humanize.Comma(n) }
 
-func mb(n int64) string { return fmt.Sprintf("%.1f MB", float64(n)/1e6) }
+// size is n bytes in SI units, as disks are sold and df -H shows: 891.6 MB.
+func size(n int64) string { return humanize.BytesN(uint64(max(n, 0)), 3) }
 
 func showProgress(c *cli.Context) bool {
 	switch c.String("progress") {
@@ -164,8 +162,7 @@ func showProgress(c *cli.Context) bool {
 	case "never":
 		return false
 	}
-	f, ok := c.App.ErrWriter.(*os.File)
-	return ok && term.IsTerminal(int(f.Fd()))
+	return stderrOf(c).isTerminal()
 }
 
 // loaderOptions are the flush options flush and run both take from their
@@ -179,6 +176,6 @@ func loaderOptions(c *cli.Context) (opts loader.Options, closeBucket func(), err
 	if err != nil {
 		return opts, nil, err
 	}
-	return loader.Options{Spool: d, Bucket: b, Prefix: prefix(c), Node: c.String("node"), Version: version},
+	return loader.Options{Spool: d, Bucket: b, Prefix: prefix(c), Node: c.String("node"), Version: readBuildVersion().Version},
 		func() { _ = b.Close() }, nil
 }

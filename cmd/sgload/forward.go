@@ -130,7 +130,7 @@ func runForward(c *cli.Context) error {
 	}
 	sort.Strings(sources)
 	fmt.Fprintf(c.App.Writer, "forwarded %s events in %d batches (%d retried); userId from: %s; skipped: %s; %s behind\n",
-		count(sum.Sent), sum.Batches, sum.Retries, orNone(sources), orNone(skipped), mb(sum.LagBytes))
+		count(sum.Sent), sum.Batches, sum.Retries, orNone(sources), orNone(skipped), size(sum.LagBytes))
 	return nil
 }
 

@@ -2,19 +2,18 @@ package main
 
 import (
 	"fmt"
-	"io"
 	"sync"
 	"time"
 
 	"github.com/sgload/sgload/loader"
 )
 
-// progressLine redraws one status line on a terminal, at most 4 times a second.
+// progressLine redraws one status line on a terminal, at most 4 times a
+// second, on the stderr that log lines share (a log line ends it first).
 type progressLine struct {
-	w    io.Writer
+	line *stderrLine
 	mu   sync.Mutex
 	last time.Time
-	wide int
 }
 
 func (p *progressLine) update(pr loader.Progress) {
@@ -29,7 +28,7 @@ func (p *progressLine) update(pr loader.Progress) {
 		eta = left.Round(time.Second).String()
 	}
 	p.show(fmt.Sprintf("plan %d/%d %-7s %5.1f%%  %s / %s  %s events/s  ETA %s",
-		pr.Plan, pr.Plans, pr.Phase, pct, mb(pr.BytesDone/2), mb(pr.BytesTotal/2), count(int64(rate)), eta))
+		pr.Plan, pr.Plans, pr.Phase, pct, size(pr.BytesDone/2), size(pr.BytesTotal/2), count(int64(rate)), eta))
 }
 
 // show redraws the line, at most 4 times a second.
@@ -40,18 +39,12 @@ func (p *progressLine) show(line string) {
 		return
 	}
 	p.last = time.Now()
-	pad := max(0, p.wide-len(line))
-	p.wide = len(line)
-	fmt.Fprintf(p.w, "\r%s%*s", line, pad, "")
+	p.line.show(line)
 }
 
 func (p *progressLine) done() {
 	if p == nil {
 		return
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.wide > 0 {
-		fmt.Fprintf(p.w, "\r%*s\r", p.wide, "")
-	}
+	p.line.clear()
 }

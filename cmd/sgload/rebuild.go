@@ -57,7 +57,7 @@ func runRebuild(c *cli.Context) error {
 	o.Logger, o.Crash = log.With("component", "rebuild"), crashAt[rewrite.Step]()
 	var prog *progressLine
 	if showProgress(c) {
-		prog = &progressLine{w: c.App.ErrWriter}
+		prog = &progressLine{line: stderrOf(c)}
 		o.Progress = func(p rewrite.Progress) { prog.show(fmt.Sprintf("partition %d/%d %s", p.Done+1, p.Of, p.Partition)) }
 	}
 	sum, err := rewrite.Rebuild(c.Context, o)
@@ -69,6 +69,6 @@ func runRebuild(c *cli.Context) error {
 		return printJSON(c.App.Writer, sum)
 	}
 	fmt.Fprintf(c.App.Writer, "rebuilt %d partitions (%d done before) into %s: %s rows in %d files (%s), %s rows with _errors, in %.1fs\n",
-		sum.Partitions, sum.Resumed, o.ToPrefix, count(sum.Rows), sum.Files, mb(sum.Bytes), count(sum.Errors), sum.Seconds)
+		sum.Partitions, sum.Resumed, o.ToPrefix, count(sum.Rows), sum.Files, size(sum.Bytes), count(sum.Errors), sum.Seconds)
 	return nil
 }

@@ -67,7 +67,7 @@ func runReplay(c *cli.Context) error {
 	}
 	var prog *progressLine
 	if showProgress(c) {
-		prog = &progressLine{w: c.App.ErrWriter}
+		prog = &progressLine{line: stderrOf(c)}
 		opts.Progress = prog.update
 	}
 	sum, err := loader.Replay(c.Context, opts, r)

@@ -6,11 +6,14 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/urfave/cli/v2"
 
+	"github.com/sgload/sgload/internal/jobmetrics"
 	"github.com/sgload/sgload/loader"
 	"github.com/sgload/sgload/rewrite"
 	"github.com/sgload/sgload/spool"
+	"github.com/sgload/sgload/status"
 )
 
 func runCommand() *cli.Command {
@@ -44,9 +47,15 @@ func runCommand() *cli.Command {
 				return err
 			}
 			defer closeBucket()
+			reg := prometheus.NewRegistry()
+			metrics := jobmetrics.New(reg)
+			st := status.Options{Bucket: opts.Bucket, Prefix: opts.Prefix, Node: opts.Node}
 			opts.Logger = log.With("component", "flush")
 			jobs := []func(context.Context){every(c.Duration("flush-interval"), func(ctx context.Context) {
 				sum, err := loader.Flush(ctx, opts)
+				if !errors.Is(err, context.Canceled) {
+					metrics.Record("flush", flushResult(sum, err))
+				}
 				switch {
 				case err != nil && !errors.Is(err, context.Canceled):
 					opts.Logger.Error("flush failed; the next one retries", "err", err)
@@ -61,9 +70,14 @@ func runCommand() *cli.Command {
 				}
 				defer closeRewrite()
 				ro.Logger = log.With("component", "compact")
-				jobs = append(jobs, every(iv, func(ctx context.Context) { compactOnce(ctx, ro) }))
+				jobs = append(jobs, every(iv, func(ctx context.Context) {
+					sum, err := compactOnce(ctx, ro)
+					if !errors.Is(err, context.Canceled) {
+						metrics.Record("compact", compactResult(sum, err))
+					}
+				}))
 			}
-			return runServer(c, log.With("component", "serve"), nil, jobs...)
+			return runServer(c, log.With("component", "serve"), reg, st, jobs...)
 		},
 	}
 }
@@ -84,7 +98,7 @@ func every(interval time.Duration, fn func(context.Context)) func(context.Contex
 	}
 }
 
-func compactOnce(ctx context.Context, o rewrite.Options) {
+func compactOnce(ctx context.Context, o rewrite.Options) (*rewrite.Summary, error) {
 	sum, err := rewrite.Compact(ctx, o)
 	switch {
 	case err != nil && !errors.Is(err, context.Canceled):
@@ -94,4 +108,5 @@ func compactOnce(ctx context.Context, o rewrite.Options) {
 			slog.Int("files_after", sum.FilesAfter), slog.Int64("duplicates", sum.Duplicates),
 			slog.Int("retired", sum.Retired), slog.Int("inputs_deleted", sum.InputsDeleted))
 	}
+	return sum, err
 }

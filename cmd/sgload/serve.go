@@ -4,12 +4,16 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/urfave/cli/v2"
 
 	"github.com/sgload/sgload/spool"
+	"github.com/sgload/sgload/status"
 	"github.com/sgload/sgload/webhook"
 )
 
@@ -26,7 +30,7 @@ func serveCommand() *cli.Command {
 			"SendGrid's Signed Event Webhook (--signing-key), OAuth 2.0 (--oauth-client-id/-secret)\n" +
 			"and/or secret URL tokens (--url-token); every method configured must pass.\n\n" +
 			"Endpoints: POST /webhook/sendgrid, POST /webhook/sendgrid/{token}, POST /oauth/token,\n" +
-			"GET /healthz, GET /readyz, GET /metrics.",
+			"GET /healthz, GET /readyz, GET /metrics, GET /status (the status page).",
 		OnUsageError: onUsageError,
 		Flags:        serveFlags(),
 		Action: func(c *cli.Context) error {
@@ -34,7 +38,7 @@ func serveCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			return runServer(c, log.With("component", "serve"), nil)
+			return runServer(c, log.With("component", "serve"), nil, status.Options{})
 		},
 	}
 }
@@ -84,11 +88,23 @@ func serveFlags() []cli.Flag {
 
 // runServer runs serve until a signal; jobs, when given, run beside it
 // (sgload run's periodic flush).
-func runServer(c *cli.Context, log *slog.Logger, reg *prometheus.Registry, jobs ...func(context.Context)) error {
+//
+// Its status page (GET /status) reports on the spool, and on st.Bucket's
+// flush commits when run gives one.
+func runServer(c *cli.Context, log *slog.Logger, reg *prometheus.Registry, st status.Options, jobs ...func(context.Context)) error {
+	if err := checkAddr(c.String("addr")); err != nil {
+		return err
+	}
 	cfg, err := webhookConfig(c, log)
 	if err != nil {
 		return err
 	}
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	st.Spool = spool.Dir{Root: c.String("spool")}
+	page, rec := statusPage(st, status.CounterTotal(reg, "sgload_webhook_events_total"))
+	jobs = append(jobs, rec.Run)
 	srv, err := webhook.Open(webhook.ServerOptions{
 		Spool: c.String("spool"),
 		SpoolOptions: spool.Options{
@@ -100,7 +116,11 @@ func runServer(c *cli.Context, log *slog.Logger, reg *prometheus.Registry, jobs 
 		Handler: cfg, Addr: c.String("addr"), TLSCert: c.String("tls-cert"), TLSKey: c.String("tls-key"),
 		Tees: c.StringSlice("tee"), DebugAddr: c.String("debug-addr"), ShutdownTimeout: c.Duration("shutdown-timeout"),
 		Registry: reg, Jobs: jobs, Logger: log,
+		Routes: map[string]http.Handler{"GET /status": page},
 	})
+	if busy(err) {
+		return err // exit 4, as for every lock
+	}
 	if err != nil {
 		return failure(err, "check --spool (a writable local folder), --addr (a free address) and --tee (http(s) URLs)")
 	}
@@ -112,6 +132,19 @@ func runServer(c *cli.Context, log *slog.Logger, reg *prometheus.Registry, jobs 
 	}
 	if err := srv.Close(); err != nil {
 		return failure(err, "")
+	}
+	return nil
+}
+
+// checkAddr refuses a listen address without a port separator, such as
+// "17084", which the network library reports as a missing port.
+func checkAddr(addr string) error {
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		hint := "use host:port, e.g. :8080 (every interface) or 127.0.0.1:8080"
+		if _, perr := strconv.Atoi(addr); perr == nil {
+			hint = fmt.Sprintf("a port alone needs a colon: --addr :%s (every interface) or --addr 127.0.0.1:%s", addr, addr)
+		}
+		return usageError(fmt.Errorf("--addr %q: %w", addr, err), hint)
 	}
 	return nil
 }

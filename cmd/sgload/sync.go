@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -49,6 +48,7 @@ func syncCommand() *cli.Command {
 			progressFlag(),
 			&cli.DurationFlag{Name: "export-poll", Value: 5 * time.Second, EnvVars: []string{"SGLOAD_EXPORT_POLL"},
 				Usage: "how often to ask whether the contacts export is ready"},
+			metricsFileFlag("sync"),
 		},
 		Action: runSync,
 	}
@@ -74,27 +74,31 @@ func runSync(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := checkKey(c, api, cols); err != nil {
+		writeMetricsFile(c, "sync", syncResult(nil, err, 0))
+		return err
+	}
 	o := objectsync.Options{
 		Spool: d, Node: c.String("node"), Client: api, Collections: cols,
 		FullRefresh: c.Bool("full-refresh"), Lookback: c.Duration("lookback"), MaxPages: c.Int("max-pages"),
 		Parallel: c.Int("parallel"), PollInterval: c.Duration("export-poll"), Logger: log,
 	}
 	if showProgress(c) {
-		var mu sync.Mutex
+		line := stderrOf(c) // shared with the log, which ends the progress line first
 		o.Progress = func(p objectsync.Progress) {
-			mu.Lock()
-			defer mu.Unlock()
-			state := "..."
+			text := fmt.Sprintf("%-28s %6d pages %9s rows", p.Collection, p.Pages, count(int64(p.Rows)))
 			if p.Done {
-				state = "done"
+				fmt.Fprintln(line, text+" done") // a finished collection keeps its line
+				return
 			}
-			fmt.Fprintf(c.App.ErrWriter, "\r%-28s %6d pages %9s rows %s\x1b[K", p.Collection, p.Pages, count(int64(p.Rows)), state)
-			if p.Done {
-				fmt.Fprintln(c.App.ErrWriter)
-			}
+			line.show(text + " ...")
 		}
 	}
+	start := time.Now()
 	sum, err := objectsync.Run(c.Context, o)
+	if !busy(err) {
+		writeMetricsFile(c, "sync", syncResult(sum, err, time.Since(start)))
+	}
 	switch {
 	case errors.Is(err, objectsync.ErrUnknownCollection):
 		return usageError(err, "")
@@ -129,6 +133,26 @@ func runSync(c *cli.Context) error {
 	}
 	return &cliError{err: fmt.Errorf("collections failed: %s", strings.Join(sum.Failed, ", ")), code: exitPartial,
 		hint: "the other collections were synced; rerun to retry the failed ones"}
+}
+
+// checkKey checks the key and its scopes once, up front (one request,
+// seconds): a refused key or a missing scope is a usage error (exit 2), an
+// unreachable API a failure (exit 1), either long before the collections'
+// retries would have given up.
+func checkKey(c *cli.Context, api *sendgrid.Client, cols []string) error {
+	err := objectsync.CheckKey(c.Context, api, cols)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, objectsync.ErrUnknownCollection):
+		return usageError(err, "")
+	case errors.Is(err, sendgrid.ErrUnauthorized):
+		return usageError(err, "the key is wrong or revoked: create one with read access at https://app.sendgrid.com/settings/api_keys and export SENDGRID_API_KEY")
+	case errors.Is(err, objectsync.ErrMissingScopes):
+		return usageError(err, "give the key these scopes (Settings > API Keys > Edit), or leave those collections out with --collections")
+	}
+	return failure(fmt.Errorf("check the API key: %w", err),
+		fmt.Sprintf("the SendGrid API at %s did not answer within %s: check the network, a proxy (HTTPS_PROXY) or --api-url", c.String("api-url"), sendgrid.ScopesTimeout))
 }
 
 func orNone(s []string) string {

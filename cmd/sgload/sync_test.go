@@ -16,6 +16,8 @@ func TestSyncExitCodes(t *testing.T) {
 			return
 		}
 		switch r.URL.Path {
+		case "/v3/scopes":
+			w.Write([]byte(`{"scopes":["marketing_campaigns.read","templates.read","mail.send"]}`))
 		case "/v3/contactdb/lists":
 			w.Write([]byte(`{"lists":[{"id":1,"name":"a","recipient_count":2}]}`))
 		case "/v3/templates":
@@ -42,7 +44,7 @@ func TestSyncExitCodes(t *testing.T) {
 		t.Fatalf("stderr lacks the scope hint or shows the key:\n%s", stderr)
 	}
 	_, stderr, code = runSgload(t, []string{"SENDGRID_API_KEY=wrong"}, "sync", "--spool", spool, "--api-url", srv.URL, "--collections", "lists")
-	if code != exitFailure || !strings.Contains(stderr, "hint:") {
+	if code != exitUsage || !strings.Contains(stderr, "hint:") {
 		t.Fatalf("wrong key: exit %d\n%s", code, stderr)
 	}
 	_, stderr, code = runSgload(t, []string{"SENDGRID_API_KEY="}, "sync", "--spool", spool)

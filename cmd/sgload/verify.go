@@ -37,7 +37,7 @@ func runVerify(c *cli.Context) error {
 		}
 		o.Spool = d
 	}
-	b, err := openBucket(c.Context, c)
+	b, err := openExistingBucket(c.Context, c)
 	if err != nil {
 		return err
 	}
@@ -69,7 +69,7 @@ func runVerify(c *cli.Context) error {
 			fmt.Fprintln(w, "MISMATCH:", p)
 		}
 		fmt.Fprintf(w, "%d manifests, %d files, %s rows, %s; %d committed segments checked; %d problems\n",
-			rep.Manifests, rep.Files, count(rep.Rows), mb(rep.Bytes), rep.Segments, len(rep.Problems))
+			rep.Manifests, rep.Files, count(rep.Rows), size(rep.Bytes), rep.Segments, len(rep.Problems))
 	}
 	if len(rep.Problems) > 0 {
 		return &cliError{err: errors.New("verify found mismatches"), code: exitMismatch,

@@ -66,7 +66,7 @@ func runViews(c *cli.Context) error {
 		NotificationIntegration: c.String("notification-integration"),
 	}
 	if !c.Bool("no-discover") {
-		b, err := openBucket(c.Context, c)
+		b, err := openExistingBucket(c.Context, c)
 		if err != nil {
 			return err
 		}
