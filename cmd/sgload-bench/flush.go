@@ -81,8 +81,8 @@ type run struct {
 	name    string
 	elapsed time.Duration
 	cpu     time.Duration // user + system, the child's own
-	maxRSS  int64 // bytes
-	out     int64 // bytes written
+	maxRSS  int64         // bytes
+	out     int64         // bytes written
 	err     error
 }
 
