@@ -65,6 +65,10 @@ func (s *Set) Add(ord int, k Key) {
 	s.events = max(s.events, ord+1)
 }
 
+// Grow makes room for n more keys, so that adding a plan's keys does not
+// copy them again and again.
+func (s *Set) Grow(n int) { s.entries = slices.Grow(s.entries, n) }
+
 // Merge moves o's keys into s.
 func (s *Set) Merge(o *Set) {
 	s.entries = append(s.entries, o.entries...)

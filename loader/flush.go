@@ -34,12 +34,12 @@ type Options struct {
 	// TargetFileBytes rolls a Parquet file once its encoded size reaches
 	// this (default 256 MiB).
 	TargetFileBytes int64
-	// RowGroupBytes cuts a row group once its rows take this much memory
-	// before encoding (default 8 MiB).
+	// RowGroupRows and RowGroupBytes end a row group at this many rows
+	// (default 122,880, DuckDB's) or once its rows took this much memory
+	// before encoding (default 96 MiB); what a row group holds in memory
+	// while it is written is its compressed pages, about a quarter of that.
+	RowGroupRows  int
 	RowGroupBytes int64
-	// MemoryBytes bounds the rows buffered across all partitions (default
-	// 32 MiB); past it the largest partition's rows are written out.
-	MemoryBytes int64
 	// DedupeWindow is how long committed keys stay in the history (72 h).
 	DedupeWindow time.Duration
 	// Retain keeps committed segments in done/ this long (72 h).
@@ -66,11 +66,11 @@ func (o *Options) defaults() {
 	if o.TargetFileBytes <= 0 {
 		o.TargetFileBytes = 256 << 20
 	}
-	if o.RowGroupBytes <= 0 {
-		o.RowGroupBytes = 8 << 20
+	if o.RowGroupRows <= 0 {
+		o.RowGroupRows = 122880
 	}
-	if o.MemoryBytes <= 0 {
-		o.MemoryBytes = 32 << 20
+	if o.RowGroupBytes <= 0 {
+		o.RowGroupBytes = 96 << 20
 	}
 	if o.DedupeWindow <= 0 {
 		o.DedupeWindow = 72 * time.Hour

@@ -108,7 +108,7 @@ func checkBucket(t *testing.T, b *testbucket.Bucket, prefix, spoolRoot string, w
 
 func flushOpts(root string, b *testbucket.Bucket, prefix string) Options {
 	return Options{Spool: spool.Dir{Root: root}, Bucket: b.Bucket, Prefix: prefix,
-		MaxPlanBytes: 400 << 10, TargetFileBytes: 64 << 10, RowGroupBytes: 64 << 10, MemoryBytes: 256 << 10}
+		MaxPlanBytes: 400 << 10, TargetFileBytes: 64 << 10, RowGroupBytes: 64 << 10, RowGroupRows: 300}
 }
 
 var errCrash = errors.New("simulated crash")

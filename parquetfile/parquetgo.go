@@ -6,6 +6,8 @@ import (
 	"os"
 
 	"github.com/parquet-go/parquet-go"
+	"github.com/parquet-go/parquet-go/compress"
+	"github.com/parquet-go/parquet-go/encoding"
 
 	"github.com/sgload/sgload/schema"
 )
@@ -21,7 +23,8 @@ type RowGroupWriter interface {
 // Options tune the encoding.
 type Options struct {
 	// PageBytes is the target uncompressed size of a data page (default
-	// 256 KiB). Every open file keeps about this much per busy column.
+	// 1 MiB: zstd compresses a page on its own, and smaller pages compress
+	// worse). Every open file keeps about this much per busy column.
 	PageBytes int
 	// KeyValue is written into the footer's key-value metadata.
 	KeyValue map[string]string
@@ -50,6 +53,7 @@ var _ RowGroupWriter = (*Writer)(nil)
 func ParquetSchema(t *schema.Table) *parquet.Schema {
 	g := parquet.Group{}
 	for _, c := range t.Columns {
+		l := layoutOf(c)
 		var n parquet.Node
 		switch c.Kind {
 		case schema.String:
@@ -61,7 +65,17 @@ func ParquetSchema(t *schema.Table) *parquet.Schema {
 		case schema.Timestamp:
 			n = parquet.Timestamp(parquet.Microsecond)
 		case schema.StringList:
-			n = parquet.List(parquet.Required(parquet.String()))
+			el := parquet.Node(parquet.String())
+			if l.encoding != nil {
+				el = parquet.Encoded(el, l.encoding)
+			}
+			n = parquet.List(parquet.Required(el))
+		}
+		if l.encoding != nil && c.Kind != schema.StringList {
+			n = parquet.Encoded(n, l.encoding)
+		}
+		if l.codec != nil {
+			n = parquet.Compressed(n, l.codec)
 		}
 		if c.Required {
 			n = parquet.Required(n)
@@ -73,6 +87,42 @@ func ParquetSchema(t *schema.Table) *parquet.Schema {
 	return parquet.NewSchema(t.SchemaName(), g)
 }
 
+// columnLayout is how a column is stored when the default (PLAIN, or
+// DELTA_LENGTH_BYTE_ARRAY for text, compressed with zstd at its fastest) is
+// not the best: chosen by measuring each column's size and encoding time on
+// the benchmark's events (BENCHMARKS.md, Flush).
+type columnLayout struct {
+	encoding encoding.Encoding
+	codec    compress.Codec
+}
+
+// Columns whose values repeat within a row group (a few hundred distinct
+// values) are dictionary-encoded: the pages then hold small integers, which
+// is smaller and leaves zstd less to do. Columns that only grow, like
+// _sequence, are delta-encoded. The ids are random text: zstd's fastest
+// level stores them as they are, while a stronger level entropy-codes them
+// (a quarter smaller, and they are a small part of the bytes).
+var columnLayouts = func() map[string]columnLayout {
+	m := map[string]columnLayout{}
+	for _, name := range []string{
+		"_node", "_source", "event", "category", "asm_group_id", "useragent", "status", "reason", "type",
+		"bounce_classification", "url", "url_offset_index", "url_offset_type", "sg_content_type", "pool_name", "pool_id",
+		"send_at", "marketing_campaign_id", "marketing_campaign_name", "marketing_campaign_version",
+		"marketing_campaign_split_id", "singlesend_id", "singlesend_name", "template_id", "template_version_id",
+		"template_hash", "sg_template_id", "sg_template_name", "mc_stats", "phase_id", "post_type", "sg_user_id",
+		"reseller_id", "domain", "attempt",
+	} {
+		m[name] = columnLayout{encoding: &parquet.RLEDictionary}
+	}
+	for _, name := range []string{"_sequence", "_received_at", "_synced_at"} {
+		m[name] = columnLayout{encoding: &parquet.DeltaBinaryPacked}
+	}
+	m["sg_event_id"] = columnLayout{codec: strongZstd}
+	return m
+}()
+
+func layoutOf(c schema.Column) columnLayout { return columnLayouts[c.Name] }
+
 var noBounds = map[string]bool{
 	"_raw": true, "custom_args": true, "_fingerprint": true, "_errors": true,
 	"useragent": true, "url": true, "response": true, "reason": true,
@@ -81,7 +131,7 @@ var noBounds = map[string]bool{
 // NewWriter starts a Parquet file for t on out.
 func NewWriter(out io.Writer, t *schema.Table, opts Options) *Writer {
 	if opts.PageBytes <= 0 {
-		opts.PageBytes = 256 << 10
+		opts.PageBytes = 1 << 20
 	}
 	s := ParquetSchema(t)
 	wopts := []parquet.WriterOption{
@@ -127,6 +177,25 @@ func NewWriter(out io.Writer, t *schema.Table, opts Options) *Writer {
 
 // WriteRowGroup implements RowGroupWriter.
 func (w *Writer) WriteRowGroup(b *schema.Batch) error {
+	if err := w.WriteRows(b); err != nil {
+		return err
+	}
+	return w.Flush()
+}
+
+// Flush ends the row group the rows written since the last Flush make.
+func (w *Writer) Flush() error {
+	if err := w.w.Flush(); err != nil {
+		return fmt.Errorf("write row group: %w", err)
+	}
+	return nil
+}
+
+// WriteRows adds b's rows to the open row group; b may be reused
+// afterwards. Pages are encoded and compressed as they fill, so a row group
+// built from many batches holds its compressed pages in memory, not its
+// rows.
+func (w *Writer) WriteRows(b *schema.Batch) error {
 	if b.Len() == 0 {
 		return nil
 	}
@@ -190,9 +259,6 @@ func (w *Writer) WriteRowGroup(b *schema.Batch) error {
 		if _, err := cws[leaf].WriteRowValues(w.values); err != nil {
 			return fmt.Errorf("write column %s: %w", c.Name, err)
 		}
-	}
-	if err := w.w.Flush(); err != nil {
-		return fmt.Errorf("write row group: %w", err)
 	}
 	if cap(w.values) > 1<<20 {
 		w.values = nil

@@ -18,7 +18,10 @@ type zstdCodec struct {
 	dec   sync.Pool
 }
 
-var sharedZstd = &zstdCodec{level: zstd.SpeedFastest}
+var (
+	sharedZstd = &zstdCodec{level: zstd.SpeedFastest}
+	strongZstd = &zstdCodec{level: zstd.SpeedBetterCompression}
+)
 
 func (c *zstdCodec) String() string                            { return "ZSTD" }
 func (c *zstdCodec) CompressionCodec() format.CompressionCodec { return format.Zstd }

@@ -77,10 +77,15 @@ func flushTuningFlags() []cli.Flag {
 			Usage: "spool bytes per plan (commit unit); memory for dedupe keys grows with it"},
 		&cli.GenericFlag{Name: "target-file-bytes", Value: sizeFlag(256 << 20), EnvVars: []string{"SGLOAD_TARGET_FILE_BYTES"}, Category: "Tuning:",
 			Usage: "roll to a new Parquet file at this encoded size"},
-		&cli.GenericFlag{Name: "row-group-bytes", Value: sizeFlag(8 << 20), EnvVars: []string{"SGLOAD_ROW_GROUP_BYTES"}, Category: "Tuning:",
-			Usage: "end a row group when its rows take this much memory before encoding"},
+		&cli.IntFlag{Name: "row-group-rows", Value: 122880, EnvVars: []string{"SGLOAD_ROW_GROUP_ROWS"}, Category: "Tuning:",
+			Usage: "end a row group at this many rows"},
+		&cli.GenericFlag{Name: "row-group-bytes", Value: sizeFlag(96 << 20), EnvVars: []string{"SGLOAD_ROW_GROUP_BYTES"}, Category: "Tuning:",
+			Usage: "or once its rows took this much memory before encoding (it holds about a quarter of that, compressed, while written)"},
+		// Before rows were written partition by partition, this bounded the
+		// rows held across partitions; accepted so that configurations
+		// naming it keep working.
 		&cli.GenericFlag{Name: "memory-bytes", Value: sizeFlag(32 << 20), EnvVars: []string{"SGLOAD_MEMORY_BYTES"}, Category: "Tuning:",
-			Usage: "rows buffered across all partitions before the largest is written out"},
+			Hidden: true, Usage: "no longer used"},
 		memoryLimitFlag(),
 		&cli.DurationFlag{Name: "dedupe-window", Value: 72 * time.Hour, EnvVars: []string{"SGLOAD_DEDUPE_WINDOW"}, Category: "Tuning:",
 			Usage: "how long event keys are remembered to drop later duplicates"},
@@ -93,8 +98,8 @@ func flushTuningFlags() []cli.Flag {
 func tune(c *cli.Context, opts *loader.Options) {
 	opts.MaxPlanBytes = sizeValue(c, "max-plan-bytes")
 	opts.TargetFileBytes = sizeValue(c, "target-file-bytes")
+	opts.RowGroupRows = c.Int("row-group-rows")
 	opts.RowGroupBytes = sizeValue(c, "row-group-bytes")
-	opts.MemoryBytes = sizeValue(c, "memory-bytes")
 	opts.DedupeWindow = c.Duration("dedupe-window")
 	opts.Retain = c.Duration("retain")
 	setMemoryLimit(c)
