@@ -42,11 +42,12 @@ type fakeAPI struct {
 	rateLimited map[string]bool
 	deleted     map[int]bool // legacy list ids deleted
 	now         func() time.Time
+	started     time.Time
 }
 
 func newFakeAPI(t *testing.T) *fakeAPI {
 	f := &fakeAPI{t: t, calls: map[string]int{}, lists: 3, recipients: 2500, bounces: 1200, mcLists: 5,
-		fail: map[string]int{}, failOnce: map[string]int{}, rateLimited: map[string]bool{}, deleted: map[int]bool{}, now: time.Now}
+		fail: map[string]int{}, failOnce: map[string]int{}, rateLimited: map[string]bool{}, deleted: map[int]bool{}, now: time.Now, started: time.Now().Add(-time.Minute)}
 	f.srv = httptest.NewServer(http.HandlerFunc(f.serve))
 	t.Cleanup(f.srv.Close)
 	return f
@@ -198,9 +199,12 @@ func (f *fakeAPI) serve(w http.ResponseWriter, r *http.Request) {
 			fmt.Fprintf(w, `{"errors":[{"message":"bad query %q: %v"}]}`, q.Get("query"), err)
 			return
 		}
+		// Fixed at the fake's start: a clock read per request would move
+		// messages between the sync's windows (or past its end) as the
+		// second turns during the test.
 		var ms []any
 		for i := range 2500 {
-			at := f.now().Add(-time.Duration(i) * time.Minute).UTC().Truncate(time.Second)
+			at := f.started.Add(-time.Duration(i) * time.Minute).UTC().Truncate(time.Second)
 			if !at.Before(from) && !at.After(to) && len(ms) < 1000 {
 				ms = append(ms, map[string]any{"msg_id": fmt.Sprintf("m%d", i), "to_email": "x@example.com", "status": "delivered",
 					"opens_count": i % 3, "clicks_count": 0, "last_event_time": at.Format(time.RFC3339)})
