@@ -511,7 +511,7 @@ func (c *converter) manifest() *layout.Manifest {
 		Duplicates: layout.Duplicates{InPlan: int64(c.keys.dups.InPlan), InHistory: int64(c.keys.dups.InHistory)},
 	}
 	sort.Slice(c.files, func(i, j int) bool { return c.files[i].Key < c.files[j].Key })
-	m.Files = c.files
+	m.Files = append([]layout.File{}, c.files...) // [] rather than null when no row was written
 	for i, f := range c.files {
 		st := m.Tables[f.Table]
 		st.Rows += f.Rows
