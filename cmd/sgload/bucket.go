@@ -22,6 +22,8 @@ func bucketFlags() []cli.Flag {
 			Usage: "destination: s3://, gs://, azblob://, file:// URL or a local folder (see README, Buckets)"},
 		&cli.StringFlag{Name: "prefix", EnvVars: []string{"SGLOAD_PREFIX"},
 			Usage: "key prefix inside the bucket, e.g. sendgrid"},
+		&cli.DurationFlag{Name: "bucket-timeout", Value: bucket.DefaultTimeout, EnvVars: []string{"SGLOAD_BUCKET_TIMEOUT"},
+			Usage: "fail a request to the bucket that makes no progress for this long (a store that stopped answering)"},
 	}
 }
 
@@ -33,6 +35,9 @@ func openBucket(ctx context.Context, c *cli.Context) (*bucket.Bucket, error) {
 	b, err := bucket.Open(ctx, raw)
 	if err != nil {
 		return nil, usageError(err, "check the URL's scheme and query parameters (README, Buckets)")
+	}
+	if d := c.Duration("bucket-timeout"); d > 0 {
+		b.Timeout = d
 	}
 	return b, nil
 }

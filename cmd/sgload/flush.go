@@ -7,12 +7,12 @@ import (
 	"runtime/debug"
 	"sort"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/urfave/cli/v2"
 	"golang.org/x/term"
 
+	"github.com/sgload/sgload/bucket"
 	"github.com/sgload/sgload/loader"
 	"github.com/sgload/sgload/spool"
 )
@@ -89,6 +89,9 @@ func runFlush(c *cli.Context) error {
 			return err // exitCode maps it
 		case errors.Is(err, loader.ErrPreflight):
 			return failure(err, "check the bucket exists and the credentials in the environment can write, read and delete in it")
+		case errors.Is(err, bucket.ErrStalled):
+			return failure(err, "the bucket stopped answering (no progress for --bucket-timeout); the lock is released: "+
+				"once the store answers again, rerun sgload flush, which finishes or redoes the interrupted plan")
 		}
 		return failure(err, "rerun sgload flush: it finishes or redoes the interrupted plan")
 	}
@@ -155,21 +158,4 @@ func loaderOptions(c *cli.Context) (opts loader.Options, closeBucket func(), err
 	}
 	return loader.Options{Spool: d, Bucket: b, Prefix: prefix(c), Node: c.String("node"), Version: version},
 		func() { _ = b.Close() }, nil
-}
-
-// crashPoint kills the process at the named protocol step when
-// SGLOAD_CRASH_AT names it: the crash tests use it to stop a real flush at
-// every step. It does nothing otherwise.
-func crashPoint() func(loader.Step) error {
-	at := loader.Step(os.Getenv("SGLOAD_CRASH_AT"))
-	if at == "" {
-		return nil
-	}
-	return func(point loader.Step) error {
-		if point == at {
-			syscall.Kill(os.Getpid(), syscall.SIGKILL)
-			select {}
-		}
-		return nil
-	}
 }
