@@ -32,8 +32,12 @@ func TestTornCommitIsRedone(t *testing.T) {
 	}{
 		{"empty manifest", func(t *testing.T, b *testbucket.Bucket, m *layout.Manifest, mkey string) string { return mkey }, 0},
 		{"manifest cut short", func(t *testing.T, b *testbucket.Bucket, m *layout.Manifest, mkey string) string { return mkey }, 40},
-		{"data object cut short", func(t *testing.T, b *testbucket.Bucket, m *layout.Manifest, mkey string) string { return m.Files[0].Key }, 100},
-		{"data object empty", func(t *testing.T, b *testbucket.Bucket, m *layout.Manifest, mkey string) string { return m.Files[len(m.Files)-1].Key }, 0},
+		{"data object cut short", func(t *testing.T, b *testbucket.Bucket, m *layout.Manifest, mkey string) string {
+			return m.Files[0].Key
+		}, 100},
+		{"data object empty", func(t *testing.T, b *testbucket.Bucket, m *layout.Manifest, mkey string) string {
+			return m.Files[len(m.Files)-1].Key
+		}, 0},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
