@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"sort"
 	"sync"
+	"unicode/utf8"
 
 	"golang.org/x/sync/errgroup"
 
@@ -338,6 +339,7 @@ func (c *converter) done(rec *spool.Record) {
 }
 
 func (c *converter) quarantine(kind, reason, path string, data []byte, rec *spool.Record) error {
+	reason = shortReason(reason)
 	q := spool.Quarantined{ReceivedAt: c.f.opts.Now().UTC(), Reason: "flush: " + reason, Path: path, Body: data}
 	if rec != nil {
 		q.ReceivedAt, q.Node, q.Auth, q.Header = rec.ReceivedAt, rec.Node, rec.Auth, rec.Header
@@ -351,6 +353,20 @@ func (c *converter) quarantine(kind, reason, path string, data []byte, rec *spoo
 	}
 	c.f.log.Warn("flush quarantined data it cannot load", "reason", reason, "file", name)
 	return nil
+}
+
+// shortReason keeps a parser's message to one short line: some quote the
+// input, or repeat themselves once per nesting level.
+func shortReason(s string) string {
+	const limit = 200
+	if len(s) <= limit {
+		return s
+	}
+	cut := limit
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + fmt.Sprintf("... (%d bytes)", len(s))
 }
 
 // encoder is one encoding goroutine's reusable state: a writer per table
