@@ -85,6 +85,7 @@ func (d Dir) State() string           { return filepath.Join(d.Root, StateDir) }
 //	dedupe/<dest>/ each destination's dedupe history
 //	sync/          each collection's sync cursor
 //	cursors/       each follower's position (forward, tees)
+//	incoming/      serve's spilled request bodies (unlinked while in use)
 func (d Dir) NodeFile() string         { return filepath.Join(d.State(), "node") }
 func (d Dir) SequenceFile() string     { return filepath.Join(d.State(), "sequence") }
 func (d Dir) SyncSequenceFile() string { return filepath.Join(d.State(), "sync-sequence") }
@@ -92,6 +93,12 @@ func (d Dir) FlushJournal() string     { return filepath.Join(d.State(), "flush"
 func (d Dir) DedupeHistory() string    { return filepath.Join(d.State(), "dedupe") }
 func (d Dir) SyncCursors() string      { return filepath.Join(d.State(), "sync") }
 func (d Dir) Cursors() string          { return filepath.Join(d.State(), "cursors") }
+
+// Incoming is where serve keeps request bodies that are too large to wait
+// in memory for their signature check (unlinked files: a crash leaves
+// nothing behind, but a folder of its own keeps them off the spool's disk
+// accounting elsewhere).
+func (d Dir) Incoming() string { return filepath.Join(d.State(), "incoming") }
 
 // Rel is path relative to the spool root, with forward slashes: how plans
 // and manifests name segments.
