@@ -135,7 +135,7 @@ func (c *Client) Do(ctx context.Context, method, path string, q url.Values, body
 	if err != nil {
 		return nil, err
 	}
-	display := u.Path
+	display := redact.URL(u.Path) // the base URL's path may hold a token
 	for attempt := 0; ; attempt++ {
 		if err := c.waitForRateLimit(ctx, display); err != nil {
 			return nil, err

@@ -65,7 +65,7 @@ func New(d spool.Dir, target string, log *slog.Logger, reg prometheus.Registerer
 			return nil, err
 		}
 	}
-	display := u.Scheme + "://" + u.Host + u.Path // no query: it may hold a token
+	display := redact.URL(u.Scheme + "://" + u.Host + u.Path) // no user info, no query, no token in the path
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}

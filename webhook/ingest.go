@@ -131,8 +131,11 @@ func (h *Handler) readBody(w http.ResponseWriter, r *http.Request, authed bool, 
 			}
 		}
 		_ = rc.SetReadDeadline(dl) // not every connection supports it; the server's ReadTimeout still holds
+		if b.n == r.ContentLength {
+			return b, nil // all there is (net/http allows no more)
+		}
 		if b.n >= b.charged {
-			if err := b.reserve(limit); err != nil {
+			if err := b.reserve(limit, r.ContentLength); err != nil {
 				b.release()
 				return nil, err
 			}
@@ -171,14 +174,21 @@ func (h *Handler) readBody(w http.ResponseWriter, r *http.Request, authed bool, 
 	}
 }
 
-// reserve charges room for the next reads: doubling from 4 KiB in memory,
-// so memory follows the bytes that arrived and not the length the sender
-// claims; a chunk at a time on disk. An unauthenticated body that grows
-// past SpillBytes, or finds no memory, goes to disk.
-func (b *body) reserve(limit int64) error {
+// reserve charges room for the next reads: doubling from 4 KiB in memory
+// (up to the announced length, when there is one), so memory follows the
+// bytes that arrived and not the length the sender claims; a chunk at a
+// time on disk. An unauthenticated body that grows past SpillBytes, or
+// finds no memory, goes to disk.
+func (b *body) reserve(limit, length int64) error {
 	h := b.h
+	if length >= 0 {
+		limit = min(limit, length)
+	}
 	if b.file == nil {
 		want := min(max(b.n, 4<<10), limit+1-b.n)
+		if length >= 0 {
+			want = min(want, length-b.n)
+		}
 		if !b.authed {
 			want = min(want, h.cfg.SpillBytes-b.n)
 		}

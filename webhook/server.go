@@ -93,7 +93,7 @@ func Open(opts ServerOptions) (_ *Server, err error) {
 	}()
 	var tees []*tee.Tee
 	for _, u := range opts.Tees {
-		t, err := tee.New(s.writer.Dir(), u, s.log.With("component", "tee"), reg)
+		t, err := tee.New(s.writer.Dir(), u, s.log, reg) // its lines carry "tee": the target
 		if err != nil {
 			return nil, err
 		}

@@ -1,5 +1,6 @@
 // Command sgload-bench measures sgload's hot paths against a baseline taken
-// in the same run: `ingest` (serve vs. the disk's own append+fsync rate) and
+// in the same run: `ingest` (serve vs. the disk's own append+fsync rate),
+// `hostile` (signed POSTs under attack vs. the same POSTs alone) and
 // `flush` (flush vs. DuckDB's NDJSON-to-Parquet COPY). make bench-ingest and
 // make bench-flush run it; BENCHMARKS.md records the results.
 package main
@@ -17,13 +18,15 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: sgload-bench ingest|flush|spool [flags]")
+		fmt.Fprintln(os.Stderr, "usage: sgload-bench ingest|hostile|flush|spool [flags]")
 		os.Exit(2)
 	}
 	var err error
 	switch os.Args[1] {
 	case "ingest":
 		err = benchIngest(ctx, os.Args[2:])
+	case "hostile":
+		err = benchHostile(ctx, os.Args[2:])
 	case "spool":
 		err = makeSpool(ctx, os.Args[2:])
 	case "flush":

@@ -35,26 +35,3 @@ func TestExitCodesAndHints(t *testing.T) {
 		})
 	}
 }
-
-// TestSecretsNeverPrinted starts serve with every secret set and checks that
-// none appears in its logs or its --help.
-func TestSecretsNeverPrinted(t *testing.T) {
-	secret := "oauth-secret-value-0123456789"
-	urlTok := "url-token-value-0123456789abcdef"
-	env := []string{"SGLOAD_OAUTH_CLIENT_ID=sendgrid", "SGLOAD_OAUTH_CLIENT_SECRET=" + secret, "SGLOAD_URL_TOKENS=" + urlTok}
-	help, _, _ := runSgload(t, env, "serve", "--help")
-	p := startSgload(t, env, "--log-level", "debug", "serve", "--spool", t.TempDir(), "--addr", "127.0.0.1:0")
-	p.waitLog(t, "serving")
-	p.cmd.Process.Kill()
-	p.cmd.Wait()
-	<-p.done
-	logs := p.rawLogs()
-	if !strings.Contains(logs, "serving") {
-		t.Fatal("no logs captured")
-	}
-	for _, s := range []string{secret, urlTok} {
-		if strings.Contains(help, s) || strings.Contains(logs, s) {
-			t.Fatalf("secret %q printed", s)
-		}
-	}
-}

@@ -24,8 +24,11 @@ var harmless = map[string]bool{
 	"dir_file_mode": true, "hostname_immutable": true, "rate_limiter_capacity": true, "ssetype": true,
 }
 
-// URL returns s with its user info and every query value but harmless ones
-// replaced by Mask; an endpoint given in the query is redacted the same way.
+// URL returns s with its user info, every query value but harmless ones and
+// every path segment that looks like a token (24 or more letters, digits,
+// '-' or '_', with letters and digits both: sgload's own URL tokens, a
+// chat hook's key) replaced by Mask; an endpoint given in the query is
+// redacted the same way.
 // Text that does not parse as a URL comes back masked whole, unless it
 // holds nothing that could be a credential.
 func URL(s string) string {
@@ -43,6 +46,15 @@ func urlString(u *url.URL) string {
 	c := *u
 	if c.User != nil {
 		c.User = url.User(Mask)
+	}
+	if c.Path != "" {
+		segs := strings.Split(c.Path, "/")
+		for i, seg := range segs {
+			if looksLikeToken(seg) {
+				segs[i] = Mask
+			}
+		}
+		c.Path, c.RawPath = strings.Join(segs, "/"), ""
 	}
 	if c.RawQuery != "" {
 		q := c.Query()
@@ -73,6 +85,25 @@ func urlString(u *url.URL) string {
 	}
 	c.Fragment, c.RawFragment = "", ""
 	return c.String()
+}
+
+func looksLikeToken(seg string) bool {
+	if len(seg) < 24 {
+		return false
+	}
+	var letter, digit bool
+	for _, r := range seg {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z':
+			letter = true
+		case r >= '0' && r <= '9':
+			digit = true
+		case r == '-' || r == '_':
+		default:
+			return false
+		}
+	}
+	return letter && digit
 }
 
 // Error returns err with the URL of every *url.Error in its chain

@@ -21,6 +21,8 @@ func TestURL(t *testing.T) {
 		{"gcs key path", "gs://b?access_id=me&private_key_path=/k", "gs://b?access_id=REDACTED&private_key_path=REDACTED"},
 		{"presigned", "https://bucket.s3.amazonaws.com/x.csv.gz?X-Amz-Signature=abc&X-Amz-Credential=AK", "https://bucket.s3.amazonaws.com/x.csv.gz?X-Amz-Credential=REDACTED&X-Amz-Signature=REDACTED"},
 		{"fragment dropped", "https://example.com/#tok", "https://example.com/"},
+		{"token in the path", "https://h/webhook/sendgrid/Zq3xY_7kP0dLm2Nv9Rt4Ws8Bc6", "https://h/webhook/sendgrid/REDACTED"},
+		{"ordinary long segment kept", "https://h/objects/event_type=group_unsubscribe/dt=2026-01-01", "https://h/objects/event_type=group_unsubscribe/dt=2026-01-01"},
 		{"folder", "/var/lib/bucket", "/var/lib/bucket"},
 	}
 	for _, tc := range tests {
