@@ -12,7 +12,6 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -124,7 +123,6 @@ type Handler struct {
 	mux      *http.ServeMux
 	m        *metrics
 	inflight chan struct{}
-	bufs     sync.Pool
 
 	mem        budget // bodies in memory
 	unauth     budget // bytes held for senders not yet authenticated

@@ -26,6 +26,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"math/bits"
 	"net/http"
 	"os"
 	"sync"
@@ -86,24 +87,59 @@ func (e *errBudget) Error() string {
 var errSlow = errors.New("request body arrived too slowly")
 
 // body is one request body, held in memory or in a spill file, with what
-// it was charged for.
+// it was charged for. In memory, the charge is the buffer's capacity: the
+// memory it really holds.
 type body struct {
-	h       *Handler
-	authed  bool
-	data    []byte   // the body (in memory)
-	buf     *[]byte  // data's pooled buffer
-	file    *os.File // the body, spilled (unlinked: it vanishes with the process)
-	n       int64    // bytes received
-	charged int64    // bytes reserved for it: n plus what the next reads may bring
-	mem     int64    // charged to h.mem
-	unauth  int64    // charged to h.unauth
-	sum     hash.Hash
+	h      *Handler
+	authed bool
+	data   []byte   // the body (in memory)
+	file   *os.File // the body, spilled (unlinked: it vanishes with the process)
+	n      int64    // bytes received
+	mem    int64    // charged to h.mem: cap(data)
+	unauth int64    // charged to h.unauth: cap(data) in memory, what was read or is about to be on disk
+	sum    hash.Hash
 }
 
-// spillChunk is how much a spilled body reads at once.
-const spillChunk = 32 << 10
+// Body buffers are powers of two from 4 KiB; from 64 KiB up they are
+// pooled by size, so a buffer's capacity is what it was charged for.
+const (
+	minBuf      = 4 << 10
+	minPooled   = 16 // log2 of the smallest pooled size, 64 KiB
+	pooledSizes = 8  // 64 KiB .. 8 MiB
+	spillChunk  = 32 << 10
+)
 
-var chunkPool = sync.Pool{New: func() any { b := make([]byte, spillChunk); return &b }}
+var (
+	bufPools  [pooledSizes]sync.Pool
+	chunkPool = sync.Pool{New: func() any { b := make([]byte, spillChunk); return &b }}
+)
+
+func poolIndex(c int) int {
+	if c < 1<<minPooled || c&(c-1) != 0 {
+		return -1
+	}
+	i := bits.Len(uint(c)) - 1 - minPooled
+	if i >= pooledSizes {
+		return -1
+	}
+	return i
+}
+
+func getBuf(c int) []byte {
+	if i := poolIndex(c); i >= 0 {
+		if p, ok := bufPools[i].Get().(*[]byte); ok {
+			return (*p)[:0]
+		}
+	}
+	return make([]byte, 0, c)
+}
+
+func putBuf(b []byte) {
+	if i := poolIndex(cap(b)); i >= 0 {
+		b = b[:0]
+		bufPools[i].Put(&b)
+	}
+}
 
 // readBody reads r's body within the budgets and the rate. authed says
 // whether the sender has passed a secret already; sum, when set, hashes
@@ -111,10 +147,13 @@ var chunkPool = sync.Pool{New: func() any { b := make([]byte, spillChunk); retur
 func (h *Handler) readBody(w http.ResponseWriter, r *http.Request, authed bool, sum hash.Hash) (*body, error) {
 	b := &body{h: h, authed: authed, sum: sum}
 	limit := h.cfg.MaxBodyBytes
+	if r.ContentLength >= 0 {
+		limit = min(limit, r.ContentLength)
+	}
 	rc := http.NewResponseController(w)
 	defer func() { _ = rc.SetReadDeadline(time.Time{}) }()
 	start := time.Now()
-	src := http.MaxBytesReader(w, r.Body, limit)
+	src := http.MaxBytesReader(w, r.Body, h.cfg.MaxBodyBytes)
 	if !authed && r.ContentLength > h.cfg.SpillBytes {
 		if err := b.spill(); err != nil {
 			b.release()
@@ -122,6 +161,9 @@ func (h *Handler) readBody(w http.ResponseWriter, r *http.Request, authed bool, 
 		}
 	}
 	for {
+		if b.n == r.ContentLength {
+			return b, nil // all there is (net/http allows no more)
+		}
 		// The deadline for the next bytes: the grace period, then the
 		// minimum rate, and never past the body timeout.
 		dl := start.Add(h.cfg.BodyTimeout)
@@ -131,21 +173,15 @@ func (h *Handler) readBody(w http.ResponseWriter, r *http.Request, authed bool, 
 			}
 		}
 		_ = rc.SetReadDeadline(dl) // not every connection supports it; the server's ReadTimeout still holds
-		if b.n == r.ContentLength {
-			return b, nil // all there is (net/http allows no more)
+		window, err := b.room(limit)
+		if err != nil {
+			b.release()
+			return nil, err
 		}
-		if b.n >= b.charged {
-			if err := b.reserve(limit, r.ContentLength); err != nil {
-				b.release()
-				return nil, err
-			}
-		}
-		window := b.charged - b.n
 		var n int
-		var err error
 		if b.file != nil {
 			cp := chunkPool.Get().(*[]byte)
-			p := (*cp)[:min(int64(len(*cp)), window)]
+			p := (*cp)[:window]
 			if n, err = src.Read(p); n > 0 {
 				if _, werr := b.file.Write(p[:n]); werr != nil && err == nil {
 					err = fmt.Errorf("spill body: %w", werr)
@@ -154,7 +190,7 @@ func (h *Handler) readBody(w http.ResponseWriter, r *http.Request, authed bool, 
 			}
 			chunkPool.Put(cp)
 		} else {
-			p := b.data[len(b.data) : int64(len(b.data))+window]
+			p := b.data[len(b.data) : len(b.data)+window]
 			if n, err = src.Read(p); n > 0 {
 				b.hash(p[:n])
 				b.data = b.data[:len(b.data)+n]
@@ -174,42 +210,49 @@ func (h *Handler) readBody(w http.ResponseWriter, r *http.Request, authed bool, 
 	}
 }
 
-// reserve charges room for the next reads: doubling from 4 KiB in memory
-// (up to the announced length, when there is one), so memory follows the
-// bytes that arrived and not the length the sender claims; a chunk at a
-// time on disk. An unauthenticated body that grows past SpillBytes, or
-// finds no memory, goes to disk.
-func (b *body) reserve(limit, length int64) error {
+// room makes room for the next read and says how large it may be. In
+// memory the buffer doubles from 4 KiB, so memory follows the bytes that
+// arrived and not the length a sender claims; on disk the reservation
+// grows a chunk at a time. An unauthenticated body that would grow past
+// SpillBytes, or finds no memory, goes to disk.
+func (b *body) room(limit int64) (int, error) {
 	h := b.h
-	if length >= 0 {
-		limit = min(limit, length)
-	}
+	left := limit + 1 - b.n // one more than allowed, to see the limit crossed
 	if b.file == nil {
-		want := min(max(b.n, 4<<10), limit+1-b.n)
-		if length >= 0 {
-			want = min(want, length-b.n)
+		if spare := int64(cap(b.data) - len(b.data)); spare > 0 {
+			return int(min(spare, left)), nil
 		}
-		if !b.authed {
-			want = min(want, h.cfg.SpillBytes-b.n)
-		}
-		if want > 0 {
-			err := b.charge(want, false)
-			var eb *errBudget
-			if err == nil {
-				b.room(int(want))
-				return nil
+		grown := min(max(minBuf, 2*int64(cap(b.data))), limit+1)
+		if !b.authed && grown > h.cfg.SpillBytes {
+			if err := b.spill(); err != nil {
+				return 0, err
 			}
-			if b.authed || !errors.As(err, &eb) || eb.reason != refusedMemory {
-				return err
-			}
-			// No memory for a body that may be a forgery: it waits on
-			// disk instead, within its own budget.
+			return b.room(limit)
 		}
+		err := b.charge(grown-int64(cap(b.data)), false)
+		var eb *errBudget
+		switch {
+		case err == nil:
+			nb := getBuf(int(grown))
+			nb = append(nb, b.data...)
+			putBuf(b.data)
+			b.data = nb
+			return int(min(int64(cap(b.data)-len(b.data)), left)), nil
+		case b.authed || !errors.As(err, &eb) || eb.reason != refusedMemory:
+			return 0, err
+		}
+		// No memory for a body that may be a forgery: it waits on disk
+		// instead, within its own budget.
 		if err := b.spill(); err != nil {
-			return err
+			return 0, err
 		}
 	}
-	return b.charge(min(spillChunk, limit+1-b.n), true)
+	if b.unauth <= b.n {
+		if err := b.charge(min(spillChunk, left), true); err != nil {
+			return 0, err
+		}
+	}
+	return int(min(b.unauth-b.n, spillChunk, left)), nil
 }
 
 // charge draws n more bytes: from the memory budget for a body in memory,
@@ -237,25 +280,7 @@ func (b *body) charge(n int64, spilled bool) error {
 		}
 		b.mem += n
 	}
-	b.charged += n
 	return nil
-}
-
-// room makes sure b.data has n bytes of spare capacity.
-func (b *body) room(n int) {
-	if b.buf == nil {
-		if p, ok := b.h.bufs.Get().(*[]byte); ok {
-			b.buf = p
-		} else {
-			b.buf = new([]byte)
-		}
-		b.data = (*b.buf)[:0]
-	}
-	if cap(b.data)-len(b.data) < n {
-		grown := make([]byte, len(b.data), len(b.data)+n)
-		copy(grown, b.data)
-		b.data = grown
-	}
 }
 
 // spill moves the body to an unlinked file in the spill folder and gives
@@ -272,8 +297,7 @@ func (b *body) spill() error {
 	}
 	b.file = f
 	b.freeMemory()
-	b.charged = b.n // the memory reserved beyond n is given back
-	b.h.unauth.give(b.unauth - b.n)
+	b.h.unauth.give(b.unauth - b.n) // on disk, only what was read
 	b.unauth = b.n
 	b.h.m.spilled.Inc()
 	return nil
@@ -312,13 +336,7 @@ func (b *body) authenticated() error {
 func (b *body) freeMemory() {
 	b.h.mem.give(b.mem)
 	b.mem = 0
-	if b.buf != nil {
-		if cap(b.data) <= int(2*b.h.cfg.SpillBytes) {
-			*b.buf = b.data[:0]
-			b.h.bufs.Put(b.buf)
-		}
-		b.buf = nil
-	}
+	putBuf(b.data)
 	b.data = nil
 }
 
