@@ -313,3 +313,25 @@ func TestReadyzNamesNoPathOrSpace(t *testing.T) {
 	}
 	var _ = netip.Addr{}
 }
+
+// TestUnloadableBodiesQuarantined: what flush could not load (too deep,
+// not UTF-8) gets 400 and is kept in quarantine, as an unparsable body is,
+// with a short reason.
+func TestUnloadableBodiesQuarantined(t *testing.T) {
+	h := newHarness(t, Config{InsecureNoAuth: true}, spool.Options{})
+	deep := "[" + strings.Repeat(`{"a":`, 300) + "1" + strings.Repeat("}", 300) + "]"
+	for _, body := range []string{deep, "[{\"email\":\"a\xffb\"}]"} {
+		if st, resp := h.post("/webhook/sendgrid", []byte(body), nil); st != 400 || resp["quarantined"] == nil {
+			t.Fatalf("status %d %v, want 400 and quarantined", st, resp)
+		}
+	}
+	q := h.quarantined()
+	if len(q) != 2 {
+		t.Fatalf("%d quarantined, want 2", len(q))
+	}
+	for _, x := range q {
+		if len(x.Reason) > 100 {
+			t.Errorf("reason of %d bytes: %.100s", len(x.Reason), x.Reason)
+		}
+	}
+}
