@@ -69,9 +69,13 @@ func Open(ctx context.Context, raw string) (*Bucket, error) {
 	return ob, nil
 }
 
-// URL is the bucket as it was given, with any credentials in it redacted:
-// for messages.
-func (b *Bucket) URL() string { return redact.URL(b.url) }
+// URL is the bucket as it was given, credentials and all: it opens the
+// same bucket again. Never print it; print Redacted.
+func (b *Bucket) URL() string { return b.url }
+
+// Redacted is the bucket's URL with any credentials in it masked: for
+// messages.
+func (b *Bucket) Redacted() string { return redact.URL(b.url) }
 
 // Root is the folder of a local bucket, "" for other stores.
 func (b *Bucket) Root() string {

@@ -75,7 +75,7 @@ func TestOpenErrorsHideCredentials(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	if u := b.URL(); strings.Contains(u, "MARK") {
-		t.Errorf("URL() = %q", u)
+	if u := b.Redacted(); strings.Contains(u, "MARK") {
+		t.Errorf("Redacted() = %q", u)
 	}
 }

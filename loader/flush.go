@@ -221,7 +221,7 @@ func Flush(ctx context.Context, opts Options) (*Summary, error) {
 	if !opts.DryRun {
 		n, err := opts.Bucket.Sweep(opts.Prefix)
 		if err != nil {
-			return f.sum, fmt.Errorf("sweep temporary files in %s: %w", opts.Bucket.URL(), err)
+			return f.sum, fmt.Errorf("sweep temporary files in %s: %w", opts.Bucket.Redacted(), err)
 		}
 		if n > 0 {
 			f.log.Info("removed temporary files a crashed write left in the bucket folder", "files", n)
@@ -512,7 +512,7 @@ func (f *flusher) preflight(ctx context.Context) error {
 		err = f.opts.Bucket.Delete(ctx, key)
 	}
 	if err != nil {
-		return fmt.Errorf("%w: %s %s in %s: %w", ErrPreflight, step, key, f.opts.Bucket.URL(), err)
+		return fmt.Errorf("%w: %s %s in %s: %w", ErrPreflight, step, key, f.opts.Bucket.Redacted(), err)
 	}
 	return nil
 }

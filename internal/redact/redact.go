@@ -22,6 +22,7 @@ var harmless = map[string]bool{
 	"protocol": true, "domain": true, "localemu": true, "prefix": true, "awssdk": true, "dualstack": true,
 	"fips": true, "accelerate": true, "anonymous": true, "no_tmp_dir": true, "metadata": true, "create_dir": true,
 	"dir_file_mode": true, "hostname_immutable": true, "rate_limiter_capacity": true, "ssetype": true,
+	"response_checksum_validation": true, "request_checksum_calculation": true, "storage_account": true,
 }
 
 // URL returns s with its user info, every query value but harmless ones and
