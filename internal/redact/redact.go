@@ -28,8 +28,8 @@ var harmless = map[string]bool{
 // URL returns s with its user info, every query value but harmless ones and
 // every path segment that looks like a token (24 or more letters, digits,
 // '-' or '_', with letters and digits both: sgload's own URL tokens, a
-// chat hook's key) replaced by Mask; an endpoint given in the query is
-// redacted the same way.
+// chat hook's key; not in local paths) replaced by Mask; an endpoint given
+// in the query is redacted the same way.
 // Text that does not parse as a URL comes back masked whole, unless it
 // holds nothing that could be a credential.
 func URL(s string) string {
@@ -48,7 +48,7 @@ func urlString(u *url.URL) string {
 	if c.User != nil {
 		c.User = url.User(Mask)
 	}
-	if c.Path != "" {
+	if c.Path != "" && c.Scheme != "" && c.Scheme != "file" { // a local folder's names are no secret
 		segs := strings.Split(c.Path, "/")
 		for i, seg := range segs {
 			if looksLikeToken(seg) {

@@ -24,6 +24,8 @@ func TestURL(t *testing.T) {
 		{"token in the path", "https://h/webhook/sendgrid/Zq3xY_7kP0dLm2Nv9Rt4Ws8Bc6", "https://h/webhook/sendgrid/REDACTED"},
 		{"ordinary long segment kept", "https://h/objects/event_type=group_unsubscribe/dt=2026-01-01", "https://h/objects/event_type=group_unsubscribe/dt=2026-01-01"},
 		{"folder", "/var/lib/bucket", "/var/lib/bucket"},
+		{"folder with a long name", "/tmp/TestFlushKilledAtEveryStep451914978/bucket", "/tmp/TestFlushKilledAtEveryStep451914978/bucket"},
+		{"file URL", "file:///tmp/TestFlushKilledAtEveryStep451914978/b", "file:///tmp/TestFlushKilledAtEveryStep451914978/b"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
