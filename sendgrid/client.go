@@ -135,7 +135,10 @@ func (c *Client) Do(ctx context.Context, method, path string, q url.Values, body
 	if err != nil {
 		return nil, err
 	}
-	display := redact.URL(u.Path) // the base URL's path may hold a token
+	display := "?" // the path, as errors and logs show it: the base URL's may hold a token
+	if r, err := url.Parse(redact.URL(u.String())); err == nil {
+		display = r.Path
+	}
 	for attempt := 0; ; attempt++ {
 		if err := c.waitForRateLimit(ctx, display); err != nil {
 			return nil, err
