@@ -100,10 +100,11 @@ type body struct {
 	sum    hash.Hash
 }
 
-// Body buffers are powers of two from 4 KiB; from 64 KiB up they are
-// pooled by size, so a buffer's capacity is what it was charged for.
+// Body buffers are powers of two from 64 KiB, pooled by size, so a buffer's
+// capacity is what it was charged for and no request holds a buffer larger
+// than its charge.
 const (
-	minBuf      = 4 << 10
+	minBuf      = 64 << 10
 	minPooled   = 16 // log2 of the smallest pooled size, 64 KiB
 	pooledSizes = 8  // 64 KiB .. 8 MiB
 	spillChunk  = 32 << 10
@@ -113,6 +114,13 @@ var (
 	bufPools  [pooledSizes]sync.Pool
 	chunkPool = sync.Pool{New: func() any { b := make([]byte, spillChunk); return &b }}
 )
+
+func ceilPow2(n int64) int64 {
+	if n <= 1 {
+		return 1
+	}
+	return 1 << bits.Len64(uint64(n-1))
+}
 
 func poolIndex(c int) int {
 	if c < 1<<minPooled || c&(c-1) != 0 {
@@ -211,7 +219,7 @@ func (h *Handler) readBody(w http.ResponseWriter, r *http.Request, authed bool, 
 }
 
 // room makes room for the next read and says how large it may be. In
-// memory the buffer doubles from 4 KiB, so memory follows the bytes that
+// memory the buffer doubles from 64 KiB, so memory follows the bytes that
 // arrived and not the length a sender claims; on disk the reservation
 // grows a chunk at a time. An unauthenticated body that would grow past
 // SpillBytes, or finds no memory, goes to disk.
@@ -222,7 +230,10 @@ func (b *body) room(limit int64) (int, error) {
 		if spare := int64(cap(b.data) - len(b.data)); spare > 0 {
 			return int(min(spare, left)), nil
 		}
-		grown := min(max(minBuf, 2*int64(cap(b.data))), limit+1)
+		// The next power of two that could hold what may still come,
+		// doubling at most: a body never holds more than twice what
+		// arrived (or 64 KiB), and its buffers come from the pools.
+		grown := max(minBuf, min(2*int64(cap(b.data)), ceilPow2(limit+1)))
 		if !b.authed && grown > h.cfg.SpillBytes {
 			if err := b.spill(); err != nil {
 				return 0, err
