@@ -100,11 +100,11 @@ type body struct {
 	sum    hash.Hash
 }
 
-// Body buffers are powers of two from 64 KiB, pooled by size, so a buffer's
-// capacity is what it was charged for and no request holds a buffer larger
-// than its charge.
+// Body buffers are powers of two from 4 KiB, pooled by size from 64 KiB, so
+// a buffer's capacity is what it was charged for and no request holds a
+// buffer larger than its charge (a sender that trickles holds 4 KiB).
 const (
-	minBuf      = 64 << 10
+	minBuf      = 4 << 10
 	minPooled   = 16 // log2 of the smallest pooled size, 64 KiB
 	pooledSizes = 8  // 64 KiB .. 8 MiB
 	spillChunk  = 32 << 10
@@ -219,7 +219,7 @@ func (h *Handler) readBody(w http.ResponseWriter, r *http.Request, authed bool, 
 }
 
 // room makes room for the next read and says how large it may be. In
-// memory the buffer doubles from 64 KiB, so memory follows the bytes that
+// memory the buffer doubles from 4 KiB, so memory follows the bytes that
 // arrived and not the length a sender claims; on disk the reservation
 // grows a chunk at a time. An unauthenticated body that would grow past
 // SpillBytes, or finds no memory, goes to disk.
