@@ -121,7 +121,28 @@ func benchHostile(ctx context.Context, args []string) error {
 		return err
 	}
 	fmt.Printf("\nattackers' answers: %v\n/readyz under attack (its most pressed sample):\n%s\n", attack.Statuses(), indent(ready))
+	if refused := metricLines("http://"+addr+"/metrics", "sgload_webhook_refused_total"); refused != "" {
+		fmt.Printf("refusals by reason (both runs):\n%s\n", indent(refused))
+	}
 	return nil
+}
+
+// metricLines returns serve's metric lines that start with name ("" when
+// the build has none).
+func metricLines(url, name string) string {
+	resp, err := http.Get(url)
+	if err != nil {
+		return ""
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	var out []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, name) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
 
 func ms(d time.Duration) float64 { return d.Seconds() * 1000 }
