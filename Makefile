@@ -11,7 +11,7 @@ COMMIT   ?= $(shell git rev-parse HEAD 2>/dev/null)
 PLATFORMS ?= linux/amd64 linux/arm64 darwin/arm64
 LDFLAGS  := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 
-.PHONY: all build run test lint unit fuzz bench-ingest bench-flush bench-compact tidy clean release image deploy-check
+.PHONY: all build run test lint unit fuzz bench-ingest bench-hostile bench-flush bench-compact tidy clean release image deploy-check
 
 all: build
 
@@ -65,6 +65,15 @@ bench-ingest: build
 	@mkdir -p var/bench
 	@[ -s var/bench/events-100k.ndjson ] || python3 scripts/gen_events.py -n 100000 --seed 42 > var/bench/events-100k.ndjson
 	$(BIN)/sgload-bench ingest -sgload $(BIN)/sgload -events var/bench/events-100k.ndjson -dir var/bench
+
+# Serve under hostile traffic (500 slow senders, 200 forged 8 MB bodies)
+# vs. the same signed POSTs at 50/s alone. HOSTILE_SGLOAD=path measures
+# another build (BENCHMARKS.md has the release before). About a minute.
+HOSTILE_SGLOAD ?= $(BIN)/sgload
+bench-hostile: build
+	$(GO) build -o $(BIN)/sgload-bench ./cmd/sgload-bench
+	@mkdir -p var/bench
+	$(BIN)/sgload-bench hostile -sgload $(HOSTILE_SGLOAD) -events testdata/events/sample-2000.ndjson -dir var/bench/hostile
 
 # Flush vs. DuckDB's own NDJSON-to-Parquet COPY on the same ~2M events, then
 # the same with 10x the data (memory must not grow). Slow: about 10 minutes.

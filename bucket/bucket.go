@@ -1,29 +1,56 @@
 // Package bucket opens the stores sgload writes to: any gocloud.dev/blob
 // URL (s3://, gs://, azblob://, file://, mem://) or a plain folder path, as
 // one type that every command and package shares. Cloud stores are used as
-// gocloud opens them; a local folder gets what gocloud's fileblob lacks
-// (local.go): objects and their folders fsynced, no .attrs side files, and
-// a sweep of the temporary files a killed write leaves.
+// gocloud opens them, with a deadline on every request (a store that stops
+// answering fails the request with ErrStalled instead of holding it
+// forever); a local folder gets what gocloud's fileblob lacks (local.go):
+// each object written, fsynced, then renamed into place, its folders
+// fsynced, no .attrs side files, atomic create-if-absent, and a sweep of the
+// temporary files a killed write leaves.
+//
+// Errors never quote the credentials a bucket URL may carry.
 //
 // The drivers are registered by whoever imports them (cmd/sgload, and the
 // test helpers), not here.
 package bucket
 
 import (
+	"bytes"
 	"context"
+	"crypto/md5"
+	"errors"
 	"fmt"
 	"io"
 	"net/url"
 	"os"
+	"time"
 
 	"gocloud.dev/blob"
+
+	"github.com/sgload/sgload/internal/redact"
+	"github.com/sgload/sgload/internal/watchdog"
 )
 
-// Bucket is an open destination store.
+// DefaultTimeout is how long a request to the store may go without progress.
+const DefaultTimeout = 2 * time.Minute
+
+// ErrStalled is in the chain of an error from a request that made no
+// progress for the bucket's Timeout: the store stopped answering.
+var ErrStalled = watchdog.ErrStalled
+
+// Bucket is an open destination store. Its methods shadow those of the
+// embedded *blob.Bucket that sgload uses, adding the deadline and, for a
+// local folder, the durability.
 type Bucket struct {
 	*blob.Bucket
-	url   string
-	local *folder // a local folder's durability; nil for other stores
+	url     string
+	secrets []string // the parts of url that are credentials
+	local   *folder  // a local folder's durability; nil for other stores
+
+	// Timeout bounds each request to the store: a small request must end
+	// within it, a streaming one (upload, read) must make progress at least
+	// that often (DefaultTimeout).
+	Timeout time.Duration
 }
 
 // Open opens the bucket at raw: a gocloud URL or a local folder path (made
@@ -38,16 +65,17 @@ func Open(ctx context.Context, raw string) (*Bucket, error) { return open(ctx, r
 func OpenExisting(ctx context.Context, raw string) (*Bucket, error) { return open(ctx, raw, false) }
 
 func open(ctx context.Context, raw string, create bool) (*Bucket, error) {
+	secrets := redact.Credentials(raw)
 	if err := checkURL(raw); err != nil {
-		return nil, err
+		return nil, redact.Scrub(err, secrets...)
 	}
 	u, root, err := Normalize(raw)
 	if err != nil {
-		return nil, err
+		return nil, redact.Scrub(err, secrets...)
 	}
 	pu, err := url.Parse(u)
 	if err != nil {
-		return nil, fmt.Errorf("bucket URL %q: %w", raw, err)
+		return nil, fmt.Errorf("bucket URL %q: %w", redact.URL(raw), redact.Scrub(err, secrets...))
 	}
 	if err := checkCredentials(pu); err != nil {
 		return nil, err
@@ -64,17 +92,22 @@ func open(ctx context.Context, raw string, create bool) (*Bucket, error) {
 	}
 	b, err := blob.OpenBucket(ctx, u)
 	if err != nil {
-		return nil, fmt.Errorf("open bucket %s: %w", raw, err)
+		return nil, fmt.Errorf("open bucket %s: %w", redact.URL(raw), redact.Scrub(err, secrets...))
 	}
-	ob := &Bucket{Bucket: b, url: raw}
+	ob := &Bucket{Bucket: b, url: raw, secrets: secrets, Timeout: DefaultTimeout}
 	if root != "" {
 		ob.local = &folder{root: root}
 	}
 	return ob, nil
 }
 
-// URL is the bucket as it was given, for messages and manifests.
+// URL is the bucket as it was given, credentials and all: it opens the
+// same bucket again. Never print it; print Redacted.
 func (b *Bucket) URL() string { return b.url }
+
+// Redacted is the bucket's URL with any credentials in it masked: for
+// messages.
+func (b *Bucket) Redacted() string { return redact.URL(b.url) }
 
 // Root is the folder of a local bucket, "" for other stores.
 func (b *Bucket) Root() string {
@@ -84,30 +117,159 @@ func (b *Bucket) Root() string {
 	return b.local.root
 }
 
+func (b *Bucket) timeout() time.Duration {
+	if b.Timeout <= 0 {
+		return DefaultTimeout
+	}
+	return b.Timeout
+}
+
+// call runs one small request with the deadline.
+func (b *Bucket) call(ctx context.Context, fn func(context.Context) error) error {
+	ctx, dog := watchdog.New(ctx, b.timeout())
+	defer dog.Stop()
+	return b.scrub(dog.Err(fn(ctx)))
+}
+
+func (b *Bucket) scrub(err error) error { return redact.Scrub(err, b.secrets...) }
+
 // WriteAll writes an object; in a local folder it is on disk when WriteAll
 // returns, as it is in a cloud store.
 func (b *Bucket) WriteAll(ctx context.Context, key string, p []byte, opts *blob.WriterOptions) error {
-	if err := b.Bucket.WriteAll(ctx, key, p, opts); err != nil {
-		return err
+	if b.local != nil {
+		o := blob.WriterOptions{}
+		if opts != nil {
+			o = *opts
+		}
+		if len(o.ContentMD5) == 0 {
+			sum := md5.Sum(p)
+			o.ContentMD5 = sum[:]
+		}
+		return b.local.write(ctx, key, bytes.NewReader(p), &o)
 	}
-	return b.synced(ctx, key)
+	return b.call(ctx, func(ctx context.Context) error { return b.Bucket.WriteAll(ctx, key, p, opts) })
 }
 
 // Upload streams r into an object, durably as WriteAll. Upload (not
 // NewWriter) is the path gocloud's drivers stream as multipart or
-// resumable uploads.
+// resumable uploads. It fails with ErrStalled when the store takes no
+// bytes, or does not answer after the last, for the bucket's Timeout.
 func (b *Bucket) Upload(ctx context.Context, key string, r io.Reader, opts *blob.WriterOptions) error {
-	if err := b.Bucket.Upload(ctx, key, r, opts); err != nil {
-		return err
+	if b.local != nil {
+		return b.local.write(ctx, key, r, opts)
 	}
-	return b.synced(ctx, key)
+	ctx, dog := watchdog.New(ctx, b.timeout())
+	defer dog.Stop()
+	return b.scrub(dog.Err(b.Bucket.Upload(ctx, key, dog.Reader(r), opts)))
 }
 
-func (b *Bucket) synced(ctx context.Context, key string) error {
-	if b.local == nil {
-		return nil
+// ReadAll reads an object whole.
+func (b *Bucket) ReadAll(ctx context.Context, key string) ([]byte, error) {
+	r, err := b.NewReader(ctx, key, nil)
+	if err != nil {
+		return nil, err
 	}
-	return b.local.afterWrite(ctx, key)
+	defer r.Close()
+	return io.ReadAll(r)
+}
+
+// Delete deletes an object.
+func (b *Bucket) Delete(ctx context.Context, key string) error {
+	return b.call(ctx, func(ctx context.Context) error { return b.Bucket.Delete(ctx, key) })
+}
+
+// Attributes reads an object's attributes.
+func (b *Bucket) Attributes(ctx context.Context, key string) (a *blob.Attributes, err error) {
+	err = b.call(ctx, func(ctx context.Context) error {
+		a, err = b.Bucket.Attributes(ctx, key)
+		return err
+	})
+	return a, err
+}
+
+// Exists reports whether an object exists.
+func (b *Bucket) Exists(ctx context.Context, key string) (ok bool, err error) {
+	err = b.call(ctx, func(ctx context.Context) error {
+		ok, err = b.Bucket.Exists(ctx, key)
+		return err
+	})
+	return ok, err
+}
+
+// ListPage lists one page.
+func (b *Bucket) ListPage(ctx context.Context, token []byte, size int, opts *blob.ListOptions) (objs []*blob.ListObject, next []byte, err error) {
+	err = b.call(ctx, func(ctx context.Context) error {
+		objs, next, err = b.Bucket.ListPage(ctx, token, size, opts)
+		return err
+	})
+	return objs, next, err
+}
+
+// List lists objects; each Next that fetches a page has the deadline.
+func (b *Bucket) List(opts *blob.ListOptions) *ListIterator {
+	return &ListIterator{b: b, it: b.Bucket.List(opts)}
+}
+
+// ListIterator iterates over a listing (blob.ListIterator with deadlines).
+type ListIterator struct {
+	b  *Bucket
+	it *blob.ListIterator
+}
+
+// Next returns the next object, or io.EOF at the end.
+func (l *ListIterator) Next(ctx context.Context) (obj *blob.ListObject, err error) {
+	err = l.b.call(ctx, func(ctx context.Context) error {
+		obj, err = l.it.Next(ctx)
+		return err
+	})
+	if errors.Is(err, io.EOF) {
+		return nil, io.EOF
+	}
+	return obj, err
+}
+
+// NewReader opens an object for reading.
+func (b *Bucket) NewReader(ctx context.Context, key string, opts *blob.ReaderOptions) (*Reader, error) {
+	return b.NewRangeReader(ctx, key, 0, -1, opts)
+}
+
+// NewRangeReader opens part of an object for reading. Opening and every
+// read must make progress within the bucket's Timeout.
+func (b *Bucket) NewRangeReader(ctx context.Context, key string, off, length int64, opts *blob.ReaderOptions) (*Reader, error) {
+	ctx, dog := watchdog.New(ctx, b.timeout())
+	r, err := b.Bucket.NewRangeReader(ctx, key, off, length, opts)
+	if err != nil {
+		dog.Stop()
+		return nil, b.scrub(dog.Err(err))
+	}
+	dog.Kick()
+	return &Reader{br: r, b: b, dog: dog, r: dog.Reader(r)}, nil
+}
+
+// Reader reads an object (a blob.Reader watched for stalls).
+type Reader struct {
+	br  *blob.Reader
+	b   *Bucket
+	dog *watchdog.Watchdog
+	r   io.Reader
+}
+
+// Read reads the object.
+func (r *Reader) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	if err != nil && err != io.EOF {
+		err = r.b.scrub(r.dog.Err(err))
+	}
+	return n, err
+}
+
+// Size is the object's size.
+func (r *Reader) Size() int64 { return r.br.Size() }
+
+// Close ends the read.
+func (r *Reader) Close() error {
+	defer r.dog.Stop()
+	return r.br.Close()
 }
 
 // Sweep removes what killed writes left under prefix (a local folder's

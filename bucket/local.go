@@ -1,19 +1,34 @@
 package bucket
 
 // A local folder (file:// bucket) made as durable and as clean as the
-// cloud stores: gocloud's fileblob renames a temporary file into place but
-// never fsyncs it, writes .attrs side files unless told not to, and leaves
-// its temporary files behind when the process dies mid-write.
+// cloud stores. gocloud's fileblob renames a temporary file into place but
+// never fsyncs it (after a power cut the object can exist, empty or torn),
+// checks "if not exists" with a stat before the rename (two writers can
+// both win), writes .attrs side files unless told not to, and leaves its
+// temporary files behind when the process dies mid-write. So sgload writes
+// local objects itself: a temporary file beside the target, written,
+// fsynced, then renamed into place (or hard-linked, for create-if-absent:
+// a link fails if the name exists), then the folders fsynced. Reads,
+// listings and deletes stay with fileblob.
 
 import (
+	"bytes"
 	"context"
+	"crypto/md5"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+
+	"gocloud.dev/blob"
+	"gocloud.dev/blob/memblob"
 
 	"github.com/sgload/sgload/internal/durable"
 )
@@ -54,21 +69,86 @@ func Normalize(raw string) (u string, root string, err error) {
 // folder makes the writes to a local folder durable.
 type folder struct{ root string }
 
-// afterWrite fsyncs the object and every folder from it up to the root, so
-// an object counted as written survives a power cut.
-func (d folder) afterWrite(_ context.Context, key string) error {
+// path is the file of key, as fileblob names it (so fileblob reads it
+// back). Keys fileblob would escape are refused: sgload never makes them.
+func (d folder) path(key string) (string, error) {
+	bad := key == "" || strings.HasPrefix(key, "/") || strings.HasSuffix(key, "/") ||
+		strings.Contains(key, "//") || strings.Contains(key, "../") || strings.HasSuffix(key, "/..") || key == ".." ||
+		strings.ContainsFunc(key, func(r rune) bool { return r < 32 || r == '\\' })
+	if bad {
+		return "", fmt.Errorf("object key %q: not a plain relative path", key)
+	}
 	p := filepath.Join(d.root, filepath.FromSlash(key))
-	f, err := os.Open(p)
-	if err != nil {
-		return fmt.Errorf("fsync %s: %w", p, err)
+	if !strings.HasPrefix(p, filepath.Clean(d.root)+string(os.PathSeparator)) {
+		return "", fmt.Errorf("object key %q escapes the bucket folder", key)
 	}
-	err = f.Sync()
-	_ = f.Close()
-	if err != nil {
-		return fmt.Errorf("fsync %s: %w", p, err)
+	return p, nil
+}
+
+// write stores what r holds at key durably: when it returns nil, the object
+// is whole on disk and survives a power cut; when it fails, nothing of it
+// is visible (a temporary file may be left, for the sweep).
+func (d folder) write(ctx context.Context, key string, r io.Reader, opts *blob.WriterOptions) (err error) {
+	if opts == nil {
+		opts = &blob.WriterOptions{}
 	}
+	p, err := d.path(key)
+	if err != nil {
+		return err
+	}
+	dir := filepath.Dir(p)
+	if err := durable.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	var rnd [8]byte
+	_, _ = rand.Read(rnd[:]) // crypto/rand does not fail on Linux
+	tmp := p + "." + hex.EncodeToString(rnd[:]) + durable.TmpSuffix
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return fmt.Errorf("write %s: %w", key, err)
+	}
+	defer func() {
+		if f != nil {
+			_ = f.Close()
+		}
+		_ = os.Remove(tmp) // gone by rename, or unlinked after the link
+	}()
+	h := md5.New()
+	if _, err := io.Copy(io.MultiWriter(f, h), r); err != nil {
+		return fmt.Errorf("write %s: %w", key, err)
+	}
+	if len(opts.ContentMD5) > 0 && !bytes.Equal(h.Sum(nil), opts.ContentMD5) {
+		return fmt.Errorf("write %s: content MD5 %x, expected %x", key, h.Sum(nil), opts.ContentMD5)
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("fsync %s: %w", tmp, err)
+	}
+	err = f.Close()
+	f = nil
+	if err != nil {
+		return fmt.Errorf("close %s: %w", tmp, err)
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("write %s: %w", key, err)
+	}
+	if opts.IfNotExist {
+		if err := os.Link(tmp, p); err != nil {
+			if errors.Is(err, fs.ErrExist) {
+				return &existsError{key: key}
+			}
+			return fmt.Errorf("write %s: %w", key, err)
+		}
+	} else if err := os.Rename(tmp, p); err != nil {
+		return fmt.Errorf("write %s: %w", key, err)
+	}
+	return d.syncDirs(dir)
+}
+
+// syncDirs fsyncs dir and every folder above it up to the root, so the new
+// name (and any folder made for it) is on disk.
+func (d folder) syncDirs(dir string) error {
 	root := filepath.Clean(d.root)
-	for dir := filepath.Dir(p); ; dir = filepath.Dir(dir) {
+	for ; ; dir = filepath.Dir(dir) {
 		if err := durable.SyncDir(dir); err != nil {
 			return err
 		}
@@ -78,8 +158,27 @@ func (d folder) afterWrite(_ context.Context, key string) error {
 	}
 }
 
-// sweep removes fileblob temporary files (<object>.<hex>.tmp) under prefix,
-// left by a process that died mid-write. It returns how many it removed.
+// existsError is what a create-if-absent write of an existing key returns.
+// gcerrors.Code says FailedPrecondition for it, as for every other store.
+type existsError struct{ key string }
+
+func (e *existsError) Error() string { return "write " + e.key + ": the object exists (IfNotExist)" }
+
+// Unwrap is gocloud's own FailedPrecondition error: gcerrors.Code reads
+// the code from an error type gocloud keeps internal, so the only way to
+// have one is to be given one, here by an in-memory bucket, once.
+func (e *existsError) Unwrap() error { return failedPrecondition() }
+
+var failedPrecondition = sync.OnceValue(func() error {
+	ctx := context.Background()
+	b := memblob.OpenBucket(nil)
+	defer b.Close()
+	_ = b.WriteAll(ctx, "k", nil, nil)
+	return b.WriteAll(ctx, "k", nil, &blob.WriterOptions{IfNotExist: true})
+})
+
+// sweep removes temporary files (<object>.<hex>.tmp) under prefix, left by
+// a process that died mid-write. It returns how many it removed.
 func (d folder) sweep(prefix string) (int, error) {
 	base := filepath.Join(d.root, filepath.FromSlash(prefix))
 	n := 0
@@ -90,7 +189,7 @@ func (d folder) sweep(prefix string) (int, error) {
 			}
 			return err
 		}
-		if !e.IsDir() && strings.HasSuffix(p, ".tmp") {
+		if !e.IsDir() && strings.HasSuffix(p, durable.TmpSuffix) {
 			if err := os.Remove(p); err != nil {
 				return err
 			}

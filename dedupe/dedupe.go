@@ -303,6 +303,13 @@ func (ix *Index) Commit(id string) error {
 	return nil
 }
 
+// Pending reports whether plan id's pending run is there: written, and
+// neither committed nor aborted.
+func (ix *Index) Pending(id string) bool {
+	_, err := os.Stat(filepath.Join(ix.dir, id+pendingSuffix))
+	return err == nil
+}
+
 // Abort drops plan id's pending run.
 func (ix *Index) Abort(id string) error {
 	if err := os.Remove(filepath.Join(ix.dir, id+pendingSuffix)); err != nil && !errors.Is(err, os.ErrNotExist) {

@@ -32,6 +32,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/sgload/sgload/internal/backoff"
+	"github.com/sgload/sgload/internal/redact"
 	"github.com/sgload/sgload/schema"
 	"github.com/sgload/sgload/spool"
 )
@@ -304,14 +305,14 @@ func (fw *forwarder) send(ctx context.Context, pos spool.Position) error {
 func (fw *forwarder) post(ctx context.Context, body []byte) (time.Duration, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, fw.o.Endpoint+"/v1/batch", bytes.NewReader(body))
 	if err != nil {
-		return 0, err
+		return 0, redact.Error(err)
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte(fw.o.WriteKey+":")))
 	req.Header.Set("User-Agent", "sgload")
 	resp, err := fw.o.HTTP.Do(req)
 	if err != nil {
-		return 0, err
+		return 0, redact.Error(err) // it quotes the endpoint, user info and query
 	}
 	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 2000))
 	_ = resp.Body.Close()

@@ -87,7 +87,13 @@ type Duplicates struct {
 // Total is all duplicates dropped.
 func (d Duplicates) Total() int64 { return d.InPlan + d.InHistory }
 
-// ReadManifest reads the manifest at key.
+// ErrTornManifest: the manifest exists but is not a whole manifest (empty,
+// cut short, or not sgload's). A power cut on a store that does not write
+// atomically can leave one; it commits nothing.
+var ErrTornManifest = errors.New("manifest is empty or torn")
+
+// ReadManifest reads the manifest at key. A manifest that is there but not
+// whole is ErrTornManifest.
 func ReadManifest(ctx context.Context, b *bucket.Bucket, key string) (*Manifest, error) {
 	data, err := b.ReadAll(ctx, key)
 	if err != nil {
@@ -95,7 +101,10 @@ func ReadManifest(ctx context.Context, b *bucket.Bucket, key string) (*Manifest,
 	}
 	var m Manifest
 	if err := json.Unmarshal(data, &m); err != nil {
-		return nil, fmt.Errorf("manifest %s: %w", key, err)
+		return nil, fmt.Errorf("manifest %s: %w (%d bytes: %v)", key, ErrTornManifest, len(data), err)
+	}
+	if m.Version < 1 || m.Plan == "" || m.Node == "" || len(m.Segments) == 0 {
+		return nil, fmt.Errorf("manifest %s: %w (%d bytes, no plan, node or segments)", key, ErrTornManifest, len(data))
 	}
 	return &m, nil
 }

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"golang.org/x/sync/errgroup"
 
@@ -391,7 +392,7 @@ func (c *converter) manifest() *layout.Manifest {
 		Duplicates: layout.Duplicates{InPlan: int64(k.dups.InPlan), InHistory: int64(k.dups.InHistory)},
 	}
 	sort.Slice(c.files, func(i, j int) bool { return c.files[i].Key < c.files[j].Key })
-	m.Files = c.files
+	m.Files = append([]layout.File{}, c.files...) // [] rather than null when no row was written
 	for i, f := range c.files {
 		st := m.Tables[f.Table]
 		st.Rows += f.Rows
@@ -412,6 +413,7 @@ func microTime(us int64) time.Time { return time.UnixMicro(us).UTC() }
 // quarantine keeps data flush cannot load, with what is known of where it
 // came from (rec may be nil).
 func (f *flusher) quarantine(kind, reason, path string, data []byte, rec *spool.Record) error {
+	reason = shortReason(reason)
 	q := spool.Quarantined{ReceivedAt: f.opts.Now().UTC(), Reason: "flush: " + reason, Path: path, Body: data}
 	if rec != nil {
 		q.ReceivedAt, q.Node, q.Auth, q.Header = rec.ReceivedAt, rec.Node, rec.Auth, rec.Header
@@ -425,4 +427,18 @@ func (f *flusher) quarantine(kind, reason, path string, data []byte, rec *spool.
 	}
 	f.log.Warn("flush quarantined data it cannot load", "reason", reason, "file", name)
 	return nil
+}
+
+// shortReason keeps a parser's message to one short line: some quote the
+// input, or repeat themselves once per nesting level.
+func shortReason(s string) string {
+	const limit = 200
+	if len(s) <= limit {
+		return s
+	}
+	cut := limit
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + fmt.Sprintf("... (%d bytes)", len(s))
 }

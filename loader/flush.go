@@ -240,7 +240,7 @@ func run(ctx context.Context, opts Options, replay *replaySource) (*Summary, err
 	if !opts.DryRun {
 		n, err := opts.Bucket.Sweep(opts.Prefix)
 		if err != nil {
-			return f.sum, fmt.Errorf("sweep temporary files in %s: %w", opts.Bucket.URL(), err)
+			return f.sum, fmt.Errorf("sweep temporary files in %s: %w", opts.Bucket.Redacted(), err)
 		}
 		if n > 0 {
 			f.log.Info("removed temporary files a crashed write left in the bucket folder", "files", n)
@@ -370,24 +370,76 @@ func (f *flusher) runPlan(ctx context.Context, p *Plan) error {
 	return f.convertAndCommit(ctx, p)
 }
 
-// redo takes a plan found in the journal to its end: a plan with a manifest
-// is committed and only finishes; one without is undone, then done again.
+// redo takes a plan found in the journal to its end: a plan with a whole
+// manifest whose objects are all there is committed and only finishes; one
+// without is undone, then done again. A manifest that is torn, or whose
+// objects are not all whole (a power cut on a store that does not write
+// atomically), commits nothing: it is deleted and the plan redone, which
+// writes the same objects again. The plan's segments are still in events/
+// (they move to done/ only after the commit), so nothing is lost.
 func (f *flusher) redo(ctx context.Context, p *Plan) error {
 	f.progressPlan++
 	mkey := layout.ManifestKey(f.opts.Prefix, p.Node, p.ID)
 	m, err := layout.ReadManifest(ctx, f.opts.Bucket, mkey)
-	if err != nil && gcerrors.Code(err) != gcerrors.NotFound {
+	switch {
+	case err == nil:
+		broken, err := f.brokenObject(ctx, m)
+		if err != nil {
+			return err
+		}
+		if broken == "" {
+			f.log.Info("plan was committed before the crash; finishing it", "plan", p.ID)
+			f.sum.add(m, "")
+			return f.finish(p)
+		}
+		if err := f.uncommit(ctx, p, mkey, fmt.Errorf("object %s is missing or not whole", broken)); err != nil {
+			return err
+		}
+	case errors.Is(err, layout.ErrTornManifest):
+		if err := f.uncommit(ctx, p, mkey, err); err != nil {
+			return err
+		}
+	case gcerrors.Code(err) != gcerrors.NotFound:
 		return fmt.Errorf("check manifest %s: %w", mkey, err)
-	}
-	if err == nil {
-		f.log.Info("plan was committed before the crash; finishing it", "plan", p.ID)
-		f.sum.add(m, "")
-		return f.finish(p)
 	}
 	if err := f.undo(ctx, p); err != nil {
 		return err
 	}
 	return f.convertAndCommit(ctx, p)
+}
+
+// brokenObject returns the key of the first object m lists that is missing
+// or not of its committed size, "" when all are whole.
+func (f *flusher) brokenObject(ctx context.Context, m *layout.Manifest) (string, error) {
+	for _, file := range m.Files {
+		a, err := f.opts.Bucket.Attributes(ctx, file.Key)
+		if gcerrors.Code(err) == gcerrors.NotFound || (err == nil && a.Size != file.Bytes) {
+			return file.Key, nil
+		}
+		if err != nil {
+			return "", fmt.Errorf("check committed object %s: %w", file.Key, err)
+		}
+	}
+	return "", nil
+}
+
+// uncommit deletes a manifest that commits nothing (why says why), so that
+// no reader takes it for a commit while the plan is redone. A redo is safe
+// only while the plan's dedupe keys are still pending: once they are
+// history, a redo would drop every event of the plan as a duplicate of
+// itself. With the order flush keeps (objects, then the manifest, durable
+// before the keys become history) that cannot happen; it can after a power
+// cut under a release that fsynced after renaming, and then a human decides.
+func (f *flusher) uncommit(ctx context.Context, p *Plan, mkey string, why error) error {
+	if !f.index.Pending(p.ID) {
+		return fmt.Errorf("plan %s: %w, and its dedupe keys are already history, so a redo would drop its events: "+
+			"check the plan's objects with sgload verify, then remove %s to give the plan up", p.ID, why, f.journal.planPath(p.ID))
+	}
+	f.log.Warn("plan's commit is not whole; deleting its manifest and redoing the plan", "plan", p.ID, "why", why.Error())
+	if err := f.opts.Bucket.Delete(ctx, mkey); err != nil && gcerrors.Code(err) != gcerrors.NotFound {
+		return fmt.Errorf("delete manifest %s that commits nothing: %w", mkey, err)
+	}
+	return nil
 }
 
 // convertAndCommit runs a journaled plan's steps: keys, convert and upload,
@@ -529,7 +581,7 @@ func (f *flusher) preflight(ctx context.Context) error {
 		err = f.opts.Bucket.Delete(ctx, key)
 	}
 	if err != nil {
-		return fmt.Errorf("%w: %s %s in %s: %w", ErrPreflight, step, key, f.opts.Bucket.URL(), err)
+		return fmt.Errorf("%w: %s %s in %s: %w", ErrPreflight, step, key, f.opts.Bucket.Redacted(), err)
 	}
 	return nil
 }

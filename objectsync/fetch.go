@@ -18,6 +18,7 @@ import (
 
 	"github.com/valyala/fastjson"
 
+	"github.com/sgload/sgload/internal/redact"
 	"github.com/sgload/sgload/sendgrid"
 )
 
@@ -201,19 +202,12 @@ func tokenPages(path, key string, q url.Values) fetcher {
 				return nil
 			}
 			if seen[n] {
-				return fmt.Errorf("%w: next page link %s repeated", ErrEndlessPaging, redactURL(n))
+				return fmt.Errorf("%w: next page link %s repeated", ErrEndlessPaging, redact.URL(n))
 			}
 			seen[n] = true
 			next, query = n, nil
 		}
 	}
-}
-
-func redactURL(s string) string {
-	if u, err := url.Parse(s); err == nil {
-		return u.Path
-	}
-	return "?"
 }
 
 // fieldDefinitions merges custom and reserved fields (one response).

@@ -9,6 +9,8 @@ import (
 
 	"github.com/valyala/fastjson"
 	"github.com/zeebo/xxh3"
+
+	"github.com/sgload/sgload/internal/jsonarray"
 )
 
 // The dedupe rule, defined here once and used by flush (package loader, with
@@ -84,6 +86,9 @@ func (k *KeyReader) Key(raw []byte) (EventKey, error) {
 // Parse is Key that also returns the parsed event, valid until the next
 // call, for callers that read more of it (forward).
 func (k *KeyReader) Parse(raw []byte) (*fastjson.Value, EventKey, error) {
+	if err := jsonarray.CheckEvent(raw); err != nil {
+		return nil, EventKey{}, err
+	}
 	v, err := k.p.ParseBytes(raw)
 	if err != nil {
 		return nil, EventKey{}, fmt.Errorf("parse event: %w", err)

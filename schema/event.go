@@ -4,11 +4,14 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/valyala/fastjson"
+
+	"github.com/sgload/sgload/internal/jsonarray"
 )
 
 // Metadata columns, on every row of every table.
@@ -175,6 +178,14 @@ type field struct {
 	v   *fastjson.Value
 }
 
+// ErrTooDeep and ErrNotUTF8 are events that serve refuses (and flush
+// quarantines, in spools written before serve refused them): see
+// jsonarray.CheckEvent, the rule both apply.
+var (
+	ErrTooDeep = jsonarray.ErrTooDeep
+	ErrNotUTF8 = jsonarray.ErrNotUTF8
+)
+
 type eventIndexes struct {
 	seq, recv, node, source, custom, fingerprint, raw, errs int
 }
@@ -193,6 +204,9 @@ func NewEventMapper() *EventMapper {
 
 // Parse reads one event (a JSON object, as received).
 func (m *EventMapper) Parse(raw []byte) (*Event, error) {
+	if err := jsonarray.CheckEvent(raw); err != nil {
+		return nil, err
+	}
 	v, err := m.p.ParseBytes(raw)
 	if err != nil {
 		return nil, fmt.Errorf("parse event: %w", err)
@@ -204,11 +218,23 @@ func (m *EventMapper) Parse(raw []byte) (*Event, error) {
 	e := &m.ev
 	*e = Event{Raw: raw, errs: e.errs[:0]}
 	m.fields = m.fields[:0]
-	// A member that appears twice counts the first time, here as in the
-	// columns (Batch keeps the first value) and in DuckDB's JSON functions.
+	// A member that appears twice counts the first time, in every column
+	// (custom_args too) as in the rule's members and in DuckDB's JSON
+	// functions over _raw: a later one is skipped whole, so a null or
+	// malformed first value is not replaced by a later one either.
 	var rm ruleMembers
+	var typed uint64 // typed fields seen, by id
 	obj.Visit(func(key []byte, v *fastjson.Value) {
-		m.fields = append(m.fields, field{key: key, f: eventFieldTable.lookup(key), v: v})
+		f, id := eventFieldTable.lookup(key)
+		if f != nil {
+			if typed&(1<<id) != 0 {
+				return
+			}
+			typed |= 1 << id
+		} else if m.seenCustom(key) {
+			return
+		}
+		m.fields = append(m.fields, field{key: key, f: f, v: v})
 		rm.see(key, v)
 	})
 	e.Table = eventTable(rm.event, &m.scratch, m.tables)
@@ -219,6 +245,17 @@ func (m *EventMapper) Parse(raw []byte) (*Event, error) {
 	}
 	e.ID, e.Key = m.canon.key(e.Table, rm.id, v)
 	return e, nil
+}
+
+// seenCustom reports whether a member named key without a column is
+// already among the event's fields (events have few such members).
+func (m *EventMapper) seenCustom(key []byte) bool {
+	for _, fd := range m.fields {
+		if fd.f == nil && string(fd.key) == string(key) {
+			return true
+		}
+	}
+	return false
 }
 
 // Append adds e as a row of b.
@@ -279,6 +316,7 @@ type fieldTable struct {
 	slots [256]struct {
 		key string
 		f   fieldFunc
+		id  uint8 // 0..63, for the set of fields seen in an event
 	}
 }
 
@@ -290,23 +328,23 @@ func fieldHash(key []byte) uint8 {
 	return uint8(h ^ h>>8 ^ h>>16)
 }
 
-func (t *fieldTable) add(key string, f fieldFunc) {
+func (t *fieldTable) add(key string, f fieldFunc, id uint8) {
 	for i := fieldHash([]byte(key)); ; i++ {
 		if t.slots[i].f == nil {
-			t.slots[i].key, t.slots[i].f = key, f
+			t.slots[i].key, t.slots[i].f, t.slots[i].id = key, f, id
 			return
 		}
 	}
 }
 
-func (t *fieldTable) lookup(key []byte) fieldFunc {
+func (t *fieldTable) lookup(key []byte) (fieldFunc, uint8) {
 	for i := fieldHash(key); ; i++ {
 		s := &t.slots[i]
 		if s.f == nil {
-			return nil
+			return nil, 0
 		}
 		if s.key == string(key) {
-			return s.f
+			return s.f, s.id
 		}
 	}
 }
@@ -340,16 +378,22 @@ func init() {
 	delete(eventFields, "url_offset_type")
 	delete(eventFields, "pool_name")
 	delete(eventFields, "pool_id")
-	eventFields["url_offset"] = objectField("url_offset", map[string]fieldFunc{
-		"index": intField(t.MustIndex("url_offset_index"), "url_offset.index"),
-		"type":  stringField(t.MustIndex("url_offset_type"), "url_offset.type"),
-	})
-	eventFields["pool"] = objectField("pool", map[string]fieldFunc{
-		"name": stringField(t.MustIndex("pool_name"), "pool.name"),
-		"id":   intField(t.MustIndex("pool_id"), "pool.id"),
-	})
-	for k, f := range eventFields {
-		eventFieldTable.add(k, f)
+	eventFields["url_offset"] = objectField("url_offset",
+		subField{"index", intField(t.MustIndex("url_offset_index"), "url_offset.index")},
+		subField{"type", stringField(t.MustIndex("url_offset_type"), "url_offset.type")})
+	eventFields["pool"] = objectField("pool",
+		subField{"name", stringField(t.MustIndex("pool_name"), "pool.name")},
+		subField{"id", intField(t.MustIndex("pool_id"), "pool.id")})
+	keys := make([]string, 0, len(eventFields))
+	for k := range eventFields {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	if len(keys) > 64 {
+		panic("schema: more than 64 event fields; widen the set in EventMapper.Parse")
+	}
+	for id, k := range keys {
+		eventFieldTable.add(k, eventFields[k], uint8(id))
 	}
 }
 
@@ -477,7 +521,13 @@ func listField(col int, name string) fieldFunc {
 	}
 }
 
-func objectField(name string, fields map[string]fieldFunc) fieldFunc {
+// subField is a member of a nested object that has a column.
+type subField struct {
+	name string
+	f    fieldFunc
+}
+
+func objectField(name string, fields ...subField) fieldFunc {
 	return func(m *EventMapper, b *Batch, e *Event, v *fastjson.Value) {
 		switch v.Type() {
 		case fastjson.TypeNull:
@@ -488,9 +538,13 @@ func objectField(name string, fields map[string]fieldFunc) fieldFunc {
 			return
 		}
 		o, _ := v.Object()
+		var seen uint8 // the first of each member counts, as in DuckDB
 		o.Visit(func(key []byte, sub *fastjson.Value) {
-			if f, ok := fields[string(key)]; ok {
-				f(m, b, e, sub)
+			for i, sf := range fields {
+				if sf.name == string(key) && seen&(1<<i) == 0 {
+					seen |= 1 << i
+					sf.f(m, b, e, sub)
+				}
 			}
 		})
 	}

@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"github.com/sgload/sgload/internal/backoff"
+	"github.com/sgload/sgload/internal/redact"
+	"github.com/sgload/sgload/internal/watchdog"
 )
 
 // DefaultBaseURL is SendGrid's public API (EU subusers use
@@ -41,6 +43,9 @@ type Client struct {
 	MaxWait time.Duration
 	// Backoff is the first retry's delay; it doubles, with jitter.
 	Backoff time.Duration
+	// StallTimeout fails an export download that sends nothing for this
+	// long (2 minutes); API calls have an overall timeout of 2 minutes.
+	StallTimeout time.Duration
 	// Sleep waits (tests replace it to observe the waits).
 	Sleep func(ctx context.Context, d time.Duration) error
 	Now   func() time.Time
@@ -57,7 +62,7 @@ func New(baseURL, apiKey, onBehalfOf string, log *slog.Logger) (*Client, error) 
 	}
 	u, err := url.Parse(strings.TrimRight(baseURL, "/"))
 	if err != nil || u.Host == "" {
-		return nil, fmt.Errorf("API URL %q is not a URL", baseURL)
+		return nil, fmt.Errorf("API URL %q is not a URL", redact.URL(baseURL))
 	}
 	if apiKey == "" {
 		return nil, errors.New("no API key: set SENDGRID_API_KEY")
@@ -69,7 +74,7 @@ func New(baseURL, apiKey, onBehalfOf string, log *slog.Logger) (*Client, error) 
 		base: u, key: apiKey, log: log, onBehalf: onBehalfOf,
 		http:       &http.Client{Timeout: 2 * time.Minute},
 		download:   &http.Client{Transport: downloadTransport()},
-		MaxRetries: 5, MaxWait: 2 * time.Minute, Backoff: time.Second,
+		MaxRetries: 5, MaxWait: 2 * time.Minute, Backoff: time.Second, StallTimeout: 2 * time.Minute,
 		Sleep: backoff.Sleep, Now: time.Now,
 	}, nil
 }
@@ -130,7 +135,10 @@ func (c *Client) Do(ctx context.Context, method, path string, q url.Values, body
 	if err != nil {
 		return nil, err
 	}
-	display := u.Path
+	display := "?" // the path, as errors and logs show it: the base URL's may hold a token
+	if r, err := url.Parse(redact.URL(u.String())); err == nil {
+		display = r.Path
+	}
 	for attempt := 0; ; attempt++ {
 		if err := c.waitForRateLimit(ctx, display); err != nil {
 			return nil, err
@@ -174,7 +182,7 @@ func (c *Client) resolve(path string, q url.Values) (*url.URL, error) {
 	if strings.HasPrefix(path, "http://") || strings.HasPrefix(path, "https://") {
 		next, err := url.Parse(path)
 		if err != nil {
-			return nil, fmt.Errorf("next page link %q: %w", path, err)
+			return nil, fmt.Errorf("next page link %q: %w", redact.URL(path), redact.Error(err))
 		}
 		// Pagination links name the API's public host; keep the configured one.
 		u = c.base.ResolveReference(&url.URL{Path: next.Path, RawQuery: next.RawQuery})
@@ -198,7 +206,7 @@ func (c *Client) once(ctx context.Context, method string, u *url.URL, body []byt
 	}
 	req, err := http.NewRequestWithContext(ctx, method, u.String(), rd)
 	if err != nil {
-		return nil, err
+		return nil, redact.Error(err)
 	}
 	req.Header.Set("Authorization", "Bearer "+c.key)
 	req.Header.Set("Accept", "application/json")
@@ -211,7 +219,7 @@ func (c *Client) once(ctx context.Context, method string, u *url.URL, body []byt
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return nil, err
+		return nil, redact.Error(err) // it quotes the URL, query and all
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 256<<20))
@@ -281,23 +289,31 @@ func (c *Client) waitForRateLimit(ctx context.Context, path string) error {
 }
 
 // Download fetches a file the API pointed to (a contacts export): it goes
-// to another host, without the API key.
+// to another host, without the API key. The file streams as the caller
+// reads it; a download that sends nothing for StallTimeout fails.
 func (c *Client) Download(ctx context.Context, rawURL string) (io.ReadCloser, error) {
 	for attempt := 0; ; attempt++ {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, rawURL, nil)
+		wctx, dog := watchdog.New(ctx, c.StallTimeout)
+		req, err := http.NewRequestWithContext(wctx, http.MethodGet, rawURL, nil)
 		if err != nil {
-			return nil, err
+			dog.Stop()
+			return nil, redact.Error(err)
 		}
 		resp, err := c.download.Do(req)
 		if err == nil && resp.StatusCode == http.StatusOK {
-			return resp.Body, nil
+			dog.Kick()
+			return &download{r: dog.Reader(resp.Body), body: resp.Body, dog: dog}, nil
 		}
+		dog.Stop()
 		if err == nil {
 			_ = resp.Body.Close()
 			err = fmt.Errorf("download export: HTTP %d", resp.StatusCode)
 			if resp.StatusCode < 500 && resp.StatusCode != 429 {
 				return nil, err
 			}
+		} else {
+			// The link is signed: its query is a credential.
+			err = fmt.Errorf("download export: %w", redact.Error(dog.Err(err)))
 		}
 		if attempt >= c.MaxRetries || ctx.Err() != nil {
 			return nil, err
@@ -306,4 +322,24 @@ func (c *Client) Download(ctx context.Context, rawURL string) (io.ReadCloser, er
 			return nil, err
 		}
 	}
+}
+
+// download is an export file being read, watched for stalls.
+type download struct {
+	r    io.Reader
+	body io.Closer
+	dog  *watchdog.Watchdog
+}
+
+func (d *download) Read(p []byte) (int, error) {
+	n, err := d.r.Read(p)
+	if err != nil && err != io.EOF {
+		err = fmt.Errorf("download export: %w", redact.Error(d.dog.Err(err)))
+	}
+	return n, err
+}
+
+func (d *download) Close() error {
+	d.dog.Stop()
+	return d.body.Close()
 }

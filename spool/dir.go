@@ -86,6 +86,7 @@ func (d Dir) State() string           { return filepath.Join(d.Root, StateDir) }
 //	sync/          each collection's sync cursor
 //	cursors/       each follower's position (forward, tees)
 //	forget/        the audit record of each erasure (no address in it)
+//	incoming/      serve's spilled request bodies (unlinked while in use)
 func (d Dir) NodeFile() string         { return filepath.Join(d.State(), "node") }
 func (d Dir) SequenceFile() string     { return filepath.Join(d.State(), "sequence") }
 func (d Dir) SyncSequenceFile() string { return filepath.Join(d.State(), "sync-sequence") }
@@ -94,6 +95,12 @@ func (d Dir) DedupeHistory() string    { return filepath.Join(d.State(), "dedupe
 func (d Dir) SyncCursors() string      { return filepath.Join(d.State(), "sync") }
 func (d Dir) Cursors() string          { return filepath.Join(d.State(), "cursors") }
 func (d Dir) Audits() string           { return filepath.Join(d.State(), "forget") }
+
+// Incoming is where serve keeps request bodies that are too large to wait
+// in memory for their signature check (unlinked files: a crash leaves
+// nothing behind, but a folder of its own keeps them off the spool's disk
+// accounting elsewhere).
+func (d Dir) Incoming() string { return filepath.Join(d.State(), "incoming") }
 
 // Rel is path relative to the spool root, with forward slashes: how plans
 // and manifests name segments.

@@ -27,6 +27,12 @@ var (
 	ErrDiskFull = errors.New("free disk space is below the floor")
 )
 
+// Reasons Ready gives besides those (its errors wrap one of the four).
+var (
+	ErrNotWritable = errors.New("spool folder is not writable")
+	ErrWriteFailed = errors.New("a spool write failed recently")
+)
+
 // Options configure a Writer. Zero values take the defaults.
 type Options struct {
 	// Node is this instance's id; empty means the id stored in the spool, or
@@ -212,10 +218,10 @@ func (s *Writer) Ready() error {
 		return err
 	}
 	if err := unix.Access(s.dir.Events(), unix.W_OK); err != nil {
-		return fmt.Errorf("spool %s is not writable: %w", s.dir.Events(), err)
+		return fmt.Errorf("%w: %s: %w", ErrNotWritable, s.dir.Events(), err)
 	}
 	if f := s.writeFail.Load(); f != nil && time.Since(f.at) < 30*time.Second {
-		return fmt.Errorf("last spool write failed: %w", f.err)
+		return fmt.Errorf("%w: %w", ErrWriteFailed, f.err)
 	}
 	return nil
 }

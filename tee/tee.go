@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sgload/sgload/internal/backoff"
+	"github.com/sgload/sgload/internal/redact"
 	"github.com/sgload/sgload/spool"
 )
 
@@ -51,7 +52,7 @@ type metrics struct {
 func New(d spool.Dir, target string, log *slog.Logger, reg prometheus.Registerer) (*Tee, error) {
 	u, err := url.Parse(target)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("tee URL %q: want http(s)://host/path", target)
+		return nil, fmt.Errorf("tee URL %q: want http(s)://host/path", redact.URL(target))
 	}
 	sum := sha256.Sum256([]byte(target))
 	name := "tee-" + hex.EncodeToString(sum[:6])
@@ -64,7 +65,7 @@ func New(d spool.Dir, target string, log *slog.Logger, reg prometheus.Registerer
 			return nil, err
 		}
 	}
-	display := u.Scheme + "://" + u.Host + u.Path // no query: it may hold a token
+	display := redact.URL(u.Scheme + "://" + u.Host + u.Path) // no user info, no query, no token in the path
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -162,7 +163,7 @@ func (t *Tee) post(ctx context.Context, rec *spool.Record) error {
 	}
 	resp, err := t.client.Do(req)
 	if err != nil {
-		return err
+		return redact.Error(err) // it quotes the URL, query and all
 	}
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
 	_ = resp.Body.Close()

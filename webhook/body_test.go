@@ -5,9 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"os"
+	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/valyala/fastjson"
+
+	"github.com/sgload/sgload/internal/jsonarray"
 )
 
 func TestParseBody(t *testing.T) {
@@ -36,6 +40,11 @@ func TestParseBody(t *testing.T) {
 		{"NaN", `[{"a":NaN}]`, 0, ErrNotJSON},
 		{"empty", ``, 0, ErrNotJSON},
 		{"byte order mark", "\ufeff[]", 0, ErrNotJSON},
+		{"invalid UTF-8 in a string", "[{\"email\":\"a\xffb\"}]", 0, ErrNotUTF8},
+		{"lone surrogate escape (valid JSON, kept as written)", `[{"email":"a\ud800b"}]`, 1, nil},
+		{"at the depth limit", "[" + nested(jsonarray.MaxDepth) + "]", 1, nil},
+		{"over the depth limit", "[{}," + nested(jsonarray.MaxDepth+1) + "]", 0, ErrTooDeep},
+		{"far over the depth limit", "[" + nested(9000) + "]", 0, ErrTooDeep},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -45,6 +54,11 @@ func TestParseBody(t *testing.T) {
 			}
 		})
 	}
+}
+
+// nested is an event n levels deep.
+func nested(n int) string {
+	return strings.Repeat(`{"a":`, n-1) + `[]` + strings.Repeat("}", n-1)
 }
 
 // FuzzParseBody checks the fast parser against encoding/json, which is slow
@@ -64,6 +78,12 @@ func FuzzParseBody(f *testing.F) {
 			}
 			return
 		}
+		if !utf8.Valid(body) {
+			if !errors.Is(err, ErrNotUTF8) {
+				t.Fatalf("invalid UTF-8 %q accepted: %d, %v", body, n, err)
+			}
+			return
+		}
 		var elems []json.RawMessage
 		isArray := json.Unmarshal(body, &elems) == nil
 		allObjects := isArray
@@ -73,7 +93,15 @@ func FuzzParseBody(f *testing.F) {
 				allObjects = false
 			}
 		}
+		deep := false
+		for _, e := range elems {
+			deep = deep || jsonarray.Depth(e) > jsonarray.MaxDepth
+		}
 		switch {
+		case allObjects && deep:
+			if !errors.Is(err, ErrTooDeep) {
+				t.Fatalf("%q: got %d, %v; want ErrTooDeep", body, n, err)
+			}
 		case allObjects && (err != nil || n != len(elems)):
 			t.Fatalf("%q: got %d, %v; want %d objects", body, n, err, len(elems))
 		case !allObjects && !errors.Is(err, ErrNotArrayOfObjects):

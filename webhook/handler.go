@@ -5,12 +5,14 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"hash"
 	"io"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"strings"
-	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -31,13 +33,69 @@ type Config struct {
 	// MaxBodyBytes refuses larger bodies with 413 (default 8 MiB; SendGrid
 	// sends at most about 768 KB).
 	MaxBodyBytes int64
-	// MaxInFlight answers 503 beyond this many webhook requests at once
-	// (default 512), which bounds memory to about MaxInFlight × body size.
+	// MaxInFlight answers 503 beyond this many authenticated webhook
+	// requests at once (default 512).
 	MaxInFlight int
-	Logger      *slog.Logger
-	Registry    *prometheus.Registry
+	// MaxBodyMemory bounds the request bodies held in memory, by all
+	// requests together (default 128 MiB); past it, 503.
+	MaxBodyMemory int64
+	// MaxUnauthenticatedBytes bounds the bytes held, in memory or spilled to
+	// disk, for senders not yet authenticated (default 1 GiB); past it, 503.
+	// Bodies larger than SpillBytes may take three quarters of it.
+	MaxUnauthenticatedBytes int64
+	// SpillBytes: a body larger than this whose sender is not yet
+	// authenticated waits for its signature check in a file in SpillDir, not
+	// in memory (default 1 MiB).
+	SpillBytes int64
+	// SpillDir is where bodies spill (default: the system's temp folder;
+	// the Server uses the spool's state/incoming).
+	SpillDir string
+	// MinBodyRate: after BodyGrace, a body must keep arriving at this many
+	// bytes a second (default 16 KiB; negative: no minimum), and all of it
+	// within BodyTimeout (default 2 minutes); otherwise 408.
+	MinBodyRate int64
+	BodyGrace   time.Duration
+	BodyTimeout time.Duration
+	// AllowNetworks, when set, answers 403 to webhook and token requests
+	// from any other address (the TCP peer's).
+	AllowNetworks []netip.Prefix
+	Logger        *slog.Logger
+	Registry      *prometheus.Registry
 	// Accepted, when set, is called after a POST is durable (the raw tee).
 	Accepted func(spool.Ack)
+}
+
+func (c *Config) defaults() {
+	if c.MaxBodyBytes <= 0 {
+		c.MaxBodyBytes = 8 << 20
+	}
+	if c.MaxInFlight <= 0 {
+		c.MaxInFlight = 512
+	}
+	if c.MaxBodyMemory <= 0 {
+		c.MaxBodyMemory = 128 << 20
+	}
+	if c.MaxUnauthenticatedBytes <= 0 {
+		c.MaxUnauthenticatedBytes = 1 << 30
+	}
+	if c.SpillBytes <= 0 {
+		c.SpillBytes = 1 << 20
+	}
+	if c.MinBodyRate == 0 {
+		c.MinBodyRate = 16 << 10
+	}
+	if c.BodyGrace <= 0 {
+		c.BodyGrace = 10 * time.Second
+	}
+	if c.BodyTimeout <= 0 {
+		c.BodyTimeout = 2 * time.Minute
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Registry == nil {
+		c.Registry = prometheus.NewRegistry()
+	}
 }
 
 // Methods names the authentication methods configured, for logs.
@@ -65,7 +123,15 @@ type Handler struct {
 	mux      *http.ServeMux
 	m        *metrics
 	inflight chan struct{}
-	bufs     sync.Pool
+
+	mem        budget // bodies in memory
+	unauth     budget // bytes held for senders not yet authenticated
+	unauthReqs atomic.Int64
+	pressure   recentCount // refusals for lack of capacity, last 10 s
+	authFails  recentCount
+	logRefusal throttle // log lines about refused requests
+	logAuth    throttle
+	tokens     *tokenGuard
 }
 
 // ErrNoAuth is returned by NewHandler when no method is configured and the insecure
@@ -77,29 +143,23 @@ func NewHandler(cfg Config) (*Handler, error) {
 	if cfg.Signature == nil && cfg.OAuth == nil && cfg.URLTokens == nil && !cfg.InsecureNoAuth {
 		return nil, ErrNoAuth
 	}
-	if cfg.MaxBodyBytes <= 0 {
-		cfg.MaxBodyBytes = 8 << 20
-	}
-	if cfg.MaxInFlight <= 0 {
-		cfg.MaxInFlight = 512
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
-	}
-	if cfg.Registry == nil {
-		cfg.Registry = prometheus.NewRegistry()
-	}
+	cfg.defaults()
 	s := &Handler{
-		cfg:      cfg,
-		log:      cfg.Logger,
-		mux:      http.NewServeMux(),
-		m:        newMetrics(cfg.Registry),
-		inflight: make(chan struct{}, cfg.MaxInFlight),
+		cfg:        cfg,
+		log:        cfg.Logger,
+		mux:        http.NewServeMux(),
+		inflight:   make(chan struct{}, cfg.MaxInFlight),
+		mem:        budget{limit: cfg.MaxBodyMemory},
+		unauth:     budget{limit: cfg.MaxUnauthenticatedBytes},
+		logRefusal: newThrottle(),
+		logAuth:    newThrottle(),
 	}
+	s.m = newMetrics(cfg.Registry, s)
 	s.mux.HandleFunc("POST /webhook/sendgrid", s.webhook)
 	s.mux.HandleFunc("POST /webhook/sendgrid/{token}", s.webhook)
 	if cfg.OAuth != nil {
-		s.mux.Handle("POST /oauth/token", cfg.OAuth)
+		s.tokens = newTokenGuard()
+		s.mux.HandleFunc("POST /oauth/token", s.token)
 	}
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.WriteString(w, "ok\n")
@@ -125,12 +185,11 @@ var keptHeaders = []string{SignatureHeader, TimestampHeader, "Content-Type", "Us
 func (s *Handler) webhook(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	defer func() { s.m.latency.Observe(time.Since(start).Seconds()) }()
-
-	select {
-	case s.inflight <- struct{}{}:
-		defer func() { <-s.inflight }()
-	default:
-		s.unavailable(w, "too many requests in flight", errors.New("overloaded"))
+	if !s.allowed(w, r) {
+		return
+	}
+	if r.ContentLength > s.cfg.MaxBodyBytes {
+		s.tooLarge(w, r)
 		return
 	}
 
@@ -156,36 +215,67 @@ func (s *Handler) webhook(w http.ResponseWriter, r *http.Request) {
 		}
 		methods = append(methods, "oauth")
 	}
+	// As much of the signature as can be checked without the body.
+	var claim *Claim
+	if s.cfg.Signature != nil {
+		var err error
+		if claim, err = s.cfg.Signature.Precheck(r.Header); err != nil {
+			s.refuse(w, r, "signature", err)
+			return
+		}
+	}
 	// Refuse early, before reading the body, when it could not be stored.
 	if err := s.cfg.Spool.Accepting(); err != nil {
 		s.unavailable(w, "spool cannot take writes", err)
 		return
 	}
-
-	buf := s.getBuf()
-	defer s.putBuf(buf)
-	body, err := readBody(w, r, buf, s.cfg.MaxBodyBytes)
-	if err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			s.log.Warn("body over the limit refused; raise --max-body-bytes within 24 h and SendGrid's retries deliver it",
-				"limit", s.cfg.MaxBodyBytes, "content_length", r.ContentLength)
-			writeJSON(w, http.StatusRequestEntityTooLarge, map[string]any{
-				"error": "body is larger than " + strconv.FormatInt(s.cfg.MaxBodyBytes, 10) + " bytes"})
+	// A sender is authenticated once it has shown a secret (URL token,
+	// bearer token); with the signature alone, only once the body verifies.
+	authed := len(methods) > 0 || s.cfg.Signature == nil
+	if authed {
+		if !s.slot(w) {
 			return
 		}
-		// The client went away or stalled; nothing was stored, a retry helps.
-		s.log.Info("reading body failed", "err", err)
-		writeJSON(w, http.StatusRequestTimeout, map[string]any{"error": "reading body: " + err.Error()})
+		defer func() { <-s.inflight }()
+	} else {
+		s.unauthReqs.Add(1)
+		defer func() {
+			if !authed {
+				s.unauthReqs.Add(-1)
+			}
+		}()
+	}
+
+	var digest hash.Hash
+	if claim != nil {
+		digest = signatureHash(claim.Timestamp())
+	}
+	b, err := s.readBody(w, r, authed, digest)
+	defer b.release()
+	if err != nil {
+		s.bodyFailed(w, r, err)
 		return
 	}
-	if s.cfg.Signature != nil {
-		if err := s.cfg.Signature.Verify(r.Header, body); err != nil {
+	if claim != nil {
+		if err := s.cfg.Signature.VerifyDigest(claim, digest.Sum(nil)); err != nil {
 			s.refuse(w, r, "signature", err)
 			return
 		}
 		methods = append(methods, "signature")
 	}
+	if !authed {
+		authed = true
+		s.unauthReqs.Add(-1)
+		if err := b.authenticated(); err != nil {
+			s.bodyFailed(w, r, err)
+			return
+		}
+		if !s.slot(w) {
+			return
+		}
+		defer func() { <-s.inflight }()
+	}
+	body := b.data
 	auth := "none"
 	if len(methods) > 0 {
 		auth = strings.Join(methods, "+")
@@ -227,16 +317,85 @@ func (s *Handler) webhook(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"accepted": n, "sequence": ack.FirstSeq})
 }
 
+// slot takes one of MaxInFlight places for an authenticated request, or
+// answers 503.
+func (s *Handler) slot(w http.ResponseWriter) bool {
+	select {
+	case s.inflight <- struct{}{}:
+		return true
+	default:
+		s.overloaded(w, refusedInFlight, errors.New("too many requests in flight"))
+		return false
+	}
+}
+
+// bodyFailed answers a body that could not be read.
+func (s *Handler) bodyFailed(w http.ResponseWriter, r *http.Request, err error) {
+	var tooBig *http.MaxBytesError
+	var eb *errBudget
+	switch {
+	case errors.As(err, &tooBig):
+		s.tooLarge(w, r)
+	case errors.As(err, &eb):
+		s.overloaded(w, eb.reason, err)
+	case errors.Is(err, errSlow):
+		s.m.refused.WithLabelValues(refusedSlow).Inc()
+		s.pressure.add(time.Now())
+		if ok, n := s.logRefusal.allow(); ok {
+			s.log.Info("request body arrived too slowly; refused with 408", "remote", r.RemoteAddr,
+				"min_rate_bytes", s.cfg.MinBodyRate, "suppressed", n)
+		}
+		w.Header().Set("Connection", "close")
+		writeJSON(w, http.StatusRequestTimeout, map[string]any{"error": err.Error()})
+	default:
+		// The client went away or broke off; nothing was stored, a retry helps.
+		if ok, n := s.logRefusal.allow(); ok {
+			s.log.Info("reading body failed", "err", err, "suppressed", n)
+		}
+		w.Header().Set("Connection", "close")
+		writeJSON(w, http.StatusRequestTimeout, map[string]any{"error": "reading body failed"})
+	}
+}
+
+func (s *Handler) tooLarge(w http.ResponseWriter, r *http.Request) {
+	if ok, n := s.logRefusal.allow(); ok {
+		s.log.Warn("body over the limit refused; raise --max-body-bytes within 24 h and SendGrid's retries deliver it",
+			"limit", s.cfg.MaxBodyBytes, "content_length", r.ContentLength, "suppressed", n)
+	}
+	w.Header().Set("Connection", "close")
+	writeJSON(w, http.StatusRequestEntityTooLarge, map[string]any{
+		"error": "body is larger than " + strconv.FormatInt(s.cfg.MaxBodyBytes, 10) + " bytes"})
+}
+
 func (s *Handler) refuse(w http.ResponseWriter, r *http.Request, method string, err error) {
 	s.m.authFailures.WithLabelValues(method).Inc()
+	s.authFails.add(time.Now())
 	// The reason is logged but the path is not: it may hold a URL token.
-	s.log.Warn("webhook request refused: authentication failed", "method", method, "reason", err.Error(),
-		"remote", r.RemoteAddr, "user_agent", r.UserAgent())
+	if ok, n := s.logAuth.allow(); ok {
+		s.log.Warn("webhook request refused: authentication failed", "method", method, "reason", err.Error(),
+			"remote", r.RemoteAddr, "user_agent", truncate(r.UserAgent()), "suppressed", n)
+	}
+	w.Header().Set("Connection", "close") // an unread body is not worth reading to keep the connection
 	writeJSON(w, http.StatusUnauthorized, map[string]any{"error": "authentication failed (" + method + "): " + err.Error()})
 }
 
+// overloaded answers 503 for lack of capacity (SendGrid retries).
+func (s *Handler) overloaded(w http.ResponseWriter, reason string, err error) {
+	s.m.refused.WithLabelValues(reason).Inc()
+	s.pressure.add(time.Now())
+	if ok, n := s.logRefusal.allow(); ok {
+		s.log.Warn("webhook request refused with 503 for lack of capacity (SendGrid will retry)", "reason", reason,
+			"err", err.Error(), "suppressed", n)
+	}
+	w.Header().Set("Retry-After", "30")
+	w.Header().Set("Connection", "close")
+	writeJSON(w, http.StatusServiceUnavailable, map[string]any{"error": "server busy; retry later"})
+}
+
 func (s *Handler) unavailable(w http.ResponseWriter, what string, err error) {
-	s.log.Error("webhook request refused with 503 (SendGrid will retry)", "what", what, "err", err)
+	if ok, n := s.logRefusal.allow(); ok {
+		s.log.Error("webhook request refused with 503 (SendGrid will retry)", "what", what, "err", err, "suppressed", n)
+	}
 	w.Header().Set("Retry-After", "30")
 	writeJSON(w, http.StatusServiceUnavailable, map[string]any{"error": what + "; retry later"})
 }
@@ -262,42 +421,6 @@ func (s *Handler) quarantine(w http.ResponseWriter, r *http.Request, auth string
 	}
 	s.log.Warn("unparsable body kept in quarantine", "reason", reason.Error(), "file", name, "bytes", len(body))
 	writeJSON(w, http.StatusBadRequest, map[string]any{"error": reason.Error(), "quarantined": name})
-}
-
-func (s *Handler) readyz(w http.ResponseWriter, r *http.Request) {
-	if err := s.cfg.Spool.Ready(); err != nil {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		w.WriteHeader(http.StatusServiceUnavailable)
-		_, _ = io.WriteString(w, "not ready: "+err.Error()+"\n")
-		return
-	}
-	_, _ = io.WriteString(w, "ready\n")
-}
-
-func readBody(w http.ResponseWriter, r *http.Request, buf *bytes.Buffer, limit int64) ([]byte, error) {
-	if r.ContentLength > limit {
-		return nil, &http.MaxBytesError{Limit: limit}
-	}
-	if r.ContentLength > 0 {
-		buf.Grow(int(r.ContentLength) + 1)
-	}
-	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, limit))
-	return buf.Bytes(), err
-}
-
-func (s *Handler) getBuf() *bytes.Buffer {
-	if b, ok := s.bufs.Get().(*bytes.Buffer); ok {
-		return b
-	}
-	return new(bytes.Buffer)
-}
-
-func (s *Handler) putBuf(b *bytes.Buffer) {
-	if b.Cap() > 4*int(s.cfg.MaxBodyBytes) {
-		return
-	}
-	b.Reset()
-	s.bufs.Put(b)
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

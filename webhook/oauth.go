@@ -12,9 +12,14 @@ import (
 	"fmt"
 	"mime"
 	"net/http"
+	"net/netip"
 	"net/url"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
+
+	"golang.org/x/time/rate"
 )
 
 // OAuth is the OAuth 2.0 client-credentials server that SendGrid's Event
@@ -105,14 +110,19 @@ func (o *OAuth) Check(authorization string) error {
 // ServeHTTP is the token endpoint (RFC 6749 section 4.4). The client may
 // authenticate with HTTP Basic or with client_id and client_secret in the
 // form body (section 2.3.1); a JSON body is accepted too, since SendGrid does
-// not document which it sends.
-func (o *OAuth) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+// not document which it sends. (Serve mounts it through Handler.token, which
+// adds the metric, the log and the slow-down.)
+func (o *OAuth) ServeHTTP(w http.ResponseWriter, r *http.Request) { o.serveToken(w, r) }
+
+// serveToken answers a token request and returns its result: "issued",
+// or the OAuth error code.
+func (o *OAuth) serveToken(w http.ResponseWriter, r *http.Request) string {
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Pragma", "no-cache")
 	params, err := tokenParams(r)
 	if err != nil {
-		oauthError(w, http.StatusBadRequest, "invalid_request", err.Error())
-		return
+		oauthError(w, http.StatusBadRequest, "invalid_request", "the request body cannot be read as a form or JSON")
+		return "invalid_request"
 	}
 	id, secret, basic := r.BasicAuth()
 	if basic {
@@ -131,11 +141,11 @@ func (o *OAuth) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("WWW-Authenticate", `Basic realm="sgload"`)
 		}
 		oauthError(w, http.StatusUnauthorized, "invalid_client", "unknown client or wrong secret")
-		return
+		return "invalid_client"
 	}
 	if gt := params.Get("grant_type"); gt != "client_credentials" {
-		oauthError(w, http.StatusBadRequest, "unsupported_grant_type", fmt.Sprintf("grant_type %q; only client_credentials is supported", gt))
-		return
+		oauthError(w, http.StatusBadRequest, "unsupported_grant_type", "only client_credentials is supported")
+		return "unsupported_grant_type"
 	}
 	tok, exp := o.Issue()
 	w.Header().Set("Content-Type", "application/json")
@@ -144,6 +154,82 @@ func (o *OAuth) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		"token_type":   "Bearer",
 		"expires_in":   int(time.Until(exp).Seconds()),
 	})
+	return "issued"
+}
+
+// Failed token requests allowed per client address: a burst, then one
+// every few seconds. SendGrid, which knows the secret, never fails.
+const (
+	tokenFailBurst  = 5
+	tokenFailPeriod = 6 * time.Second
+	tokenGuardMax   = 10000 // addresses remembered
+)
+
+// tokenGuard slows guessing at the token endpoint, per client address.
+type tokenGuard struct {
+	mu  sync.Mutex
+	ips map[netip.Addr]*rate.Limiter
+}
+
+func newTokenGuard() *tokenGuard { return &tokenGuard{ips: map[netip.Addr]*rate.Limiter{}} }
+
+func (g *tokenGuard) limiter(a netip.Addr) *rate.Limiter {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	l := g.ips[a]
+	if l == nil {
+		if len(g.ips) >= tokenGuardMax {
+			// Forget the addresses that have their whole allowance back.
+			now := time.Now()
+			for k, v := range g.ips {
+				if v.TokensAt(now) >= tokenFailBurst {
+					delete(g.ips, k)
+				}
+			}
+			if len(g.ips) >= tokenGuardMax {
+				clear(g.ips) // every address is failing: start over
+			}
+		}
+		l = rate.NewLimiter(rate.Every(tokenFailPeriod), tokenFailBurst)
+		g.ips[a] = l
+	}
+	return l
+}
+
+// token is POST /oauth/token with what an endpoint that takes secrets
+// needs: failures counted (sgload_oauth_token_requests_total) and logged
+// (a few lines a second at most, never the credentials tried), and an
+// address that keeps failing answered 429 without a check until it has
+// waited.
+func (s *Handler) token(w http.ResponseWriter, r *http.Request) {
+	if !s.allowed(w, r) {
+		return
+	}
+	a, _ := remoteAddr(r)
+	lim := s.tokens.limiter(a)
+	// Only failures spend the allowance (a success costs nothing), so it is
+	// looked at first and spent after; concurrent guesses from one address
+	// may overdraw it by their number, which the wait then repays.
+	if now := time.Now(); lim.TokensAt(now) < 1 {
+		d := lim.ReserveN(now, 1).DelayFrom(now) // what one more failure would wait
+		s.m.tokens.WithLabelValues("throttled").Inc()
+		if ok, n := s.logAuth.allow(); ok {
+			s.log.Warn("OAuth token request refused: too many failed attempts from this address", "remote", r.RemoteAddr, "suppressed", n)
+		}
+		w.Header().Set("Retry-After", strconv.Itoa(int(d.Seconds())+1))
+		oauthError(w, http.StatusTooManyRequests, "invalid_client", "too many failed attempts from this address; retry later")
+		return
+	}
+	result := s.cfg.OAuth.serveToken(w, r)
+	s.m.tokens.WithLabelValues(result).Inc()
+	if result == "issued" {
+		return
+	}
+	lim.Allow()
+	if ok, n := s.logAuth.allow(); ok {
+		s.log.Warn("OAuth token request refused", "result", result, "remote", r.RemoteAddr,
+			"user_agent", truncate(r.UserAgent()), "suppressed", n)
+	}
 }
 
 func (o *OAuth) clientMatches(id, secret string) bool {

@@ -9,12 +9,15 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/sgload/sgload/internal/durable"
 	"github.com/sgload/sgload/spool"
 	"github.com/sgload/sgload/tee"
 )
@@ -54,6 +57,7 @@ type ServerOptions struct {
 // closed in the order that loses nothing.
 type Server struct {
 	opts    ServerOptions
+	handler *Handler
 	log     *slog.Logger
 	writer  *spool.Writer
 	http    *http.Server
@@ -92,7 +96,7 @@ func Open(opts ServerOptions) (_ *Server, err error) {
 	}()
 	var tees []*tee.Tee
 	for _, u := range opts.Tees {
-		t, err := tee.New(s.writer.Dir(), u, s.log.With("component", "tee"), reg)
+		t, err := tee.New(s.writer.Dir(), u, s.log, reg) // its lines carry "tee": the target
 		if err != nil {
 			return nil, err
 		}
@@ -100,6 +104,17 @@ func Open(opts ServerOptions) (_ *Server, err error) {
 	}
 	cfg := opts.Handler
 	cfg.Spool, cfg.Registry = s.writer, reg
+	cfg.SpillDir = s.writer.Dir().Incoming()
+	if err := durable.MkdirAll(cfg.SpillDir, 0o755); err != nil {
+		return nil, err
+	}
+	// Spilled bodies are unlinked while in use; anything here is left from
+	// a release that did not unlink them.
+	if old, _ := filepath.Glob(filepath.Join(cfg.SpillDir, "*")); len(old) > 0 {
+		for _, p := range old {
+			_ = os.Remove(p)
+		}
+	}
 	if len(tees) > 0 {
 		cfg.Accepted = func(spool.Ack) {
 			for _, t := range tees {
@@ -111,16 +126,19 @@ func Open(opts ServerOptions) (_ *Server, err error) {
 	if err != nil {
 		return nil, err
 	}
+	s.handler = h
 	s.http = &http.Server{
 		Addr:              opts.Addr,
 		Handler:           withRoutes(h, opts.Routes),
 		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       2 * time.Minute,
-		WriteTimeout:      2 * time.Minute,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
-		TLSConfig:         &tls.Config{MinVersion: tls.VersionTLS12},
+		// The handler sets each body's own deadlines (minimum rate, body
+		// timeout); this caps what it does not read itself.
+		ReadTimeout:    h.cfg.BodyTimeout + 10*time.Second,
+		WriteTimeout:   h.cfg.BodyTimeout + time.Minute,
+		IdleTimeout:    2 * time.Minute,
+		MaxHeaderBytes: 64 << 10,
+		ErrorLog:       slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		TLSConfig:      &tls.Config{MinVersion: tls.VersionTLS12},
 	}
 	if s.ln, err = net.Listen("tcp", opts.Addr); err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", opts.Addr, err)
@@ -145,9 +163,12 @@ func Open(opts ServerOptions) (_ *Server, err error) {
 		s.jobs.Add(1)
 		go func() { defer s.jobs.Done(); job(ctx) }()
 	}
+	hc := h.cfg
 	s.log.Info("serving",
 		"addr", s.ln.Addr().String(), "spool", s.writer.Dir().Root, "node", s.writer.Node(),
-		"auth", cfg.Methods(), "max_body_bytes", cfg.MaxBodyBytes, "tls", opts.TLSCert != "")
+		"auth", cfg.Methods(), "max_body_bytes", hc.MaxBodyBytes, "max_body_memory", hc.MaxBodyMemory,
+		"max_unauthenticated_bytes", hc.MaxUnauthenticatedBytes, "min_body_rate", hc.MinBodyRate,
+		"allow_cidr", len(hc.AllowNetworks) > 0, "tls", opts.TLSCert != "")
 	return s, nil
 }
 
@@ -173,6 +194,15 @@ func (s *Server) serveDebug(addr string) {
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	// The readiness details the public /readyz leaves out.
+	mux.HandleFunc("/debug/readyz", func(w http.ResponseWriter, r *http.Request) {
+		if err := s.writer.Ready(); err != nil {
+			fmt.Fprintf(w, "not ready: %v\n", err)
+		} else {
+			fmt.Fprintf(w, "ready: spool %s\n", s.writer.Dir().Root)
+		}
+		fmt.Fprintf(w, "%+v\n", s.handler.Pressure())
+	})
 	s.debug = &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		s.log.Info("pprof listening", "addr", addr)

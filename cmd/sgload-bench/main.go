@@ -1,9 +1,10 @@
 // Command sgload-bench measures sgload's hot paths against a baseline taken
-// in the same run: `ingest` (serve vs. the disk's own append+fsync rate),
-// `flush` (flush vs. DuckDB's NDJSON-to-Parquet COPY) and `compact`
-// (compaction vs. DuckDB's sorted merge, and queries before and after).
-// make bench-ingest, bench-flush and bench-compact run it; BENCHMARKS.md
-// records the results.
+// in the same run: `ingest` (signed POSTs vs. the disk's own fsync rate),
+// `hostile` (signed
+// POSTs under attack vs. the same POSTs alone), `flush` (flush vs. DuckDB's
+// one-pass NDJSON-to-Parquet job) and `compact` (compaction vs. DuckDB's
+// sorted merge, and queries before and after). The make bench-* targets run
+// it; BENCHMARKS.md records the results.
 package main
 
 import (
@@ -19,13 +20,15 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: sgload-bench ingest|flush|compact|spool [flags]")
+		fmt.Fprintln(os.Stderr, "usage: sgload-bench ingest|hostile|flush|compact|spool [flags]")
 		os.Exit(2)
 	}
 	var err error
 	switch os.Args[1] {
 	case "ingest":
 		err = benchIngest(ctx, os.Args[2:])
+	case "hostile":
+		err = benchHostile(ctx, os.Args[2:])
 	case "spool":
 		err = makeSpool(ctx, os.Args[2:])
 	case "flush":

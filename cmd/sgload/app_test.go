@@ -3,6 +3,8 @@ package main
 import (
 	"strings"
 	"testing"
+
+	"github.com/urfave/cli/v2"
 )
 
 func TestExitCodesAndHints(t *testing.T) {
@@ -40,25 +42,28 @@ func TestExitCodesAndHints(t *testing.T) {
 	}
 }
 
-// TestSecretsNeverPrinted starts serve with every secret set and checks that
-// none appears in its logs or its --help.
-func TestSecretsNeverPrinted(t *testing.T) {
-	secret := "oauth-secret-value-0123456789"
-	urlTok := "url-token-value-0123456789abcdef"
-	env := []string{"SGLOAD_OAUTH_CLIENT_ID=sendgrid", "SGLOAD_OAUTH_CLIENT_SECRET=" + secret, "SGLOAD_URL_TOKENS=" + urlTok}
-	help, _, _ := runSgload(t, env, "serve", "--help")
-	p := startSgload(t, env, "--log-level", "debug", "serve", "--spool", t.TempDir(), "--addr", "127.0.0.1:0")
-	p.waitLog(t, "serving")
-	p.cmd.Process.Kill()
-	p.cmd.Wait()
-	<-p.done
-	logs := p.rawLogs()
-	if !strings.Contains(logs, "serving") {
-		t.Fatal("no logs captured")
-	}
-	for _, s := range []string{secret, urlTok} {
-		if strings.Contains(help, s) || strings.Contains(logs, s) {
-			t.Fatalf("secret %q printed", s)
+// TestMinFreeBytesZeroMeansNoFloor: --min-free-bytes 0 used to mean the
+// spool's default floor (1 GiB) without a word; now it means no floor, and
+// serve says so in its log.
+func TestMinFreeBytesZeroMeansNoFloor(t *testing.T) {
+	floor := func(args ...string) int64 {
+		var got int64
+		app := &cli.App{Commands: []*cli.Command{{Name: "serve", Flags: serveFlags(),
+			Action: func(c *cli.Context) error { got = freeFloor(c); return nil }}}}
+		if err := app.Run(append([]string{"sgload", "serve"}, args...)); err != nil {
+			t.Fatal(err)
 		}
+		return got
 	}
+	if got := floor(); got != 1<<30 {
+		t.Errorf("default floor %d, want 1 GiB", got)
+	}
+	if got := floor("--min-free-bytes", "0"); got >= 0 {
+		t.Errorf("--min-free-bytes 0 gives the spool %d, want no floor (negative)", got)
+	}
+	if got := floor("--min-free-bytes", "64MiB"); got != 64<<20 {
+		t.Errorf("--min-free-bytes 64MiB gives %d", got)
+	}
+	p := startSgload(t, nil, "serve", "--spool", t.TempDir(), "--addr", "127.0.0.1:0", "--insecure-no-auth", "--min-free-bytes", "0")
+	p.waitLog(t, "no free-space floor")
 }

@@ -23,6 +23,8 @@ func bucketFlags() []cli.Flag {
 			Usage: "destination: s3://, gs://, azblob://, file:// URL or a local folder (see README, Buckets)"},
 		&cli.StringFlag{Name: "prefix", EnvVars: []string{"SGLOAD_PREFIX"},
 			Usage: "key prefix inside the bucket, e.g. sendgrid"},
+		&cli.DurationFlag{Name: "bucket-timeout", Value: bucket.DefaultTimeout, EnvVars: []string{"SGLOAD_BUCKET_TIMEOUT"},
+			Usage: "fail a request to the bucket that makes no progress for this long (a store that stopped answering)"},
 	}
 }
 
@@ -44,12 +46,15 @@ func openBucketWith(ctx context.Context, c *cli.Context, open func(context.Conte
 	b, err := open(ctx, raw)
 	var he *bucket.HintError
 	switch {
-	case err == nil:
-		return b, nil
 	case errors.As(err, &he):
 		return nil, usageError(err, he.Hint)
+	case err != nil:
+		return nil, usageError(err, "check the URL's scheme and query parameters (README, Buckets)")
 	}
-	return nil, usageError(err, "check the URL's scheme and query parameters (README, Buckets)")
+	if d := c.Duration("bucket-timeout"); d > 0 {
+		b.Timeout = d
+	}
+	return b, nil
 }
 
 // prefix is --prefix without surrounding slashes.

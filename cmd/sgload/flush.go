@@ -11,6 +11,7 @@ import (
 	"github.com/dustin/go-humanize"
 	"github.com/urfave/cli/v2"
 
+	"github.com/sgload/sgload/bucket"
 	"github.com/sgload/sgload/loader"
 	"github.com/sgload/sgload/spool"
 )
@@ -124,6 +125,9 @@ func flushFailure(err error) error {
 	switch {
 	case errors.Is(err, spool.ErrBusy):
 		return err // exitCode maps it
+	case errors.Is(err, bucket.ErrStalled):
+		return failure(err, "the bucket stopped answering (no progress for --bucket-timeout); the lock is released: "+
+			"once the store answers again, rerun sgload flush, which finishes or redoes the interrupted plan")
 	case errors.Is(err, loader.ErrPreflight):
 		return failure(err, "check the bucket exists and the credentials in the environment can write, read and delete in it")
 	case errors.Is(err, loader.ErrOtherDestination):

@@ -14,8 +14,22 @@ import (
 )
 
 // sgloadBin is the real binary, built once for the tests that run it as a
-// separate process (crash tests kill it with SIGKILL).
-var sgloadBin string
+// separate process (crash tests kill it with SIGKILL), with the test hooks
+// (the sgload_testhooks build tag: SGLOAD_CRASH_AT); releaseBin, built on
+// demand, is the binary as released, without them.
+var (
+	sgloadBin  string
+	binDir     string
+	releaseBin = sync.OnceValues(func() (string, error) {
+		p := filepath.Join(binDir, "sgload-release")
+		build := exec.Command("go", "build", "-o", p, ".")
+		out, err := build.CombinedOutput()
+		if err != nil {
+			return "", fmt.Errorf("build release sgload: %v\n%s", err, out)
+		}
+		return p, nil
+	})
+)
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "sgload-bin")
@@ -23,10 +37,10 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	sgloadBin = filepath.Join(dir, "sgload")
+	binDir, sgloadBin = dir, filepath.Join(dir, "sgload")
 	// Without -race: the crash tests run the binary dozens of times, and the
 	// race detector covers the same code in the packages' in-process tests.
-	build := exec.Command("go", "build", "-o", sgloadBin, ".")
+	build := exec.Command("go", "build", "-tags", "sgload_testhooks", "-o", sgloadBin, ".")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "build sgload:", err)

@@ -66,9 +66,21 @@ func serveFlags() []cli.Flag {
 		&cli.GenericFlag{Name: "max-body-bytes", Value: sizeFlag(8 << 20), EnvVars: []string{"SGLOAD_MAX_BODY_BYTES"}, Category: "Limits:",
 			Usage: "refuse larger bodies with 413 (SendGrid batches are up to ~768KB)"},
 		&cli.IntFlag{Name: "max-in-flight", Value: 512, EnvVars: []string{"SGLOAD_MAX_IN_FLIGHT"}, Category: "Limits:",
-			Usage: "answer 503 beyond this many concurrent webhook requests"},
+			Usage: "answer 503 beyond this many authenticated webhook requests at once"},
+		&cli.GenericFlag{Name: "max-body-memory", Value: sizeFlag(128 << 20), EnvVars: []string{"SGLOAD_MAX_BODY_MEMORY"}, Category: "Limits:",
+			Usage: "request bodies held in memory by all requests together; 503 beyond"},
+		&cli.GenericFlag{Name: "max-unauthenticated-bytes", Value: sizeFlag(1 << 30), EnvVars: []string{"SGLOAD_MAX_UNAUTHENTICATED_BYTES"}, Category: "Limits:",
+			Usage: "bytes held (memory or disk) for senders not yet authenticated, e.g. bodies awaiting their signature check; 503 beyond"},
+		&cli.GenericFlag{Name: "spill-bytes", Value: sizeFlag(1 << 20), EnvVars: []string{"SGLOAD_SPILL_BYTES"}, Category: "Limits:",
+			Usage: "a body larger than this awaits its signature check on disk (SPOOL/state/incoming), not in memory"},
+		&cli.GenericFlag{Name: "min-body-rate", Value: sizeFlag(16 << 10), EnvVars: []string{"SGLOAD_MIN_BODY_RATE"}, Category: "Limits:",
+			Usage: "bytes a second a body must keep arriving at after the first 10s (408 otherwise); 0 for no minimum"},
+		&cli.DurationFlag{Name: "body-timeout", Value: 2 * time.Minute, EnvVars: []string{"SGLOAD_BODY_TIMEOUT"}, Category: "Limits:",
+			Usage: "a request body must have arrived whole within this (408 otherwise)"},
+		&cli.StringSliceFlag{Name: "allow-cidr", EnvVars: []string{"SGLOAD_ALLOW_CIDRS"}, Category: "Limits:",
+			Usage: "answer 403 to webhook and token requests from outside these networks (repeatable or comma-separated; e.g. SendGrid's published ranges)"},
 		&cli.GenericFlag{Name: "min-free-bytes", Value: sizeFlag(1 << 30), EnvVars: []string{"SGLOAD_MIN_FREE_BYTES"}, Category: "Limits:",
-			Usage: "answer 503 while the spool's disk has less free space"},
+			Usage: "answer 503 while the spool's disk has less free space; 0 for no floor"},
 		&cli.GenericFlag{Name: "segment-bytes", Value: sizeFlag(64 << 20), EnvVars: []string{"SGLOAD_SEGMENT_BYTES"}, Category: "Spool:",
 			Usage: "seal the open segment at this size"},
 		&cli.DurationFlag{Name: "segment-age", Value: time.Minute, EnvVars: []string{"SGLOAD_SEGMENT_AGE"}, Category: "Spool:",
@@ -111,7 +123,7 @@ func runServer(c *cli.Context, log *slog.Logger, reg *prometheus.Registry, st st
 			Node:         c.String("node"),
 			SegmentBytes: sizeValue(c, "segment-bytes"),
 			SegmentAge:   c.Duration("segment-age"),
-			MinFreeBytes: sizeValue(c, "min-free-bytes"),
+			MinFreeBytes: freeFloor(c),
 		},
 		Handler: cfg, Addr: c.String("addr"), TLSCert: c.String("tls-cert"), TLSKey: c.String("tls-key"),
 		Tees: c.StringSlice("tee"), DebugAddr: c.String("debug-addr"), ShutdownTimeout: c.Duration("shutdown-timeout"),
@@ -149,12 +161,37 @@ func checkAddr(addr string) error {
 	return nil
 }
 
+// freeFloor is --min-free-bytes for the spool: 0 means no floor (the
+// spool's own zero value means its default, 1 GiB).
+func freeFloor(c *cli.Context) int64 {
+	if n := sizeValue(c, "min-free-bytes"); n > 0 {
+		return n
+	}
+	return -1
+}
+
 func webhookConfig(c *cli.Context, log *slog.Logger) (webhook.Config, error) {
 	cfg := webhook.Config{
-		InsecureNoAuth: c.Bool("insecure-no-auth"),
-		MaxBodyBytes:   sizeValue(c, "max-body-bytes"),
-		MaxInFlight:    c.Int("max-in-flight"),
-		Logger:         log,
+		InsecureNoAuth:          c.Bool("insecure-no-auth"),
+		MaxBodyBytes:            sizeValue(c, "max-body-bytes"),
+		MaxInFlight:             c.Int("max-in-flight"),
+		MaxBodyMemory:           sizeValue(c, "max-body-memory"),
+		MaxUnauthenticatedBytes: sizeValue(c, "max-unauthenticated-bytes"),
+		SpillBytes:              sizeValue(c, "spill-bytes"),
+		MinBodyRate:             sizeValue(c, "min-body-rate"),
+		BodyTimeout:             c.Duration("body-timeout"),
+		Logger:                  log,
+	}
+	if cfg.MinBodyRate == 0 {
+		cfg.MinBodyRate = -1 // no minimum (the handler's zero value is its default)
+	}
+	nets, err := webhook.ParseNetworks(c.StringSlice("allow-cidr"))
+	if err != nil {
+		return cfg, usageError(fmt.Errorf("--allow-cidr: %w", err), "give networks as CIDRs, e.g. --allow-cidr 192.0.2.0/24,2001:db8::/32")
+	}
+	cfg.AllowNetworks = nets
+	if sizeValue(c, "min-free-bytes") == 0 {
+		log.Warn("--min-free-bytes is 0: no free-space floor; serve answers 200 until a write fails on a full disk")
 	}
 	if keys := c.StringSlice("signing-key"); len(keys) > 0 {
 		sig, err := webhook.NewSignature(keys)

@@ -3,7 +3,10 @@ package jsonarray
 import (
 	"bytes"
 	"encoding/json"
+	"strings"
 	"testing"
+
+	"github.com/valyala/fastjson"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -57,9 +60,12 @@ func FuzzObjects(f *testing.F) {
 				allObjects = false
 			}
 		}
+		if d := Depth(b); d != jsonDepth(t, b) {
+			t.Fatalf("%q: Depth %d, encoding/json says %d", b, d, jsonDepth(t, b))
+		}
 		var got [][]byte
 		ok := Objects(b, func(o []byte) bool { got = append(got, o); return true })
-		n, cok := CountObjects(b)
+		n, depth, cok := CountObjects(b)
 		if ok != allObjects || cok != allObjects {
 			t.Fatalf("%q: ok %v/%v, want %v", b, ok, cok, allObjects)
 		}
@@ -69,10 +75,61 @@ func FuzzObjects(f *testing.F) {
 		if len(got) != len(elems) || n != len(elems) {
 			t.Fatalf("%q: %d objects (count %d), want %d", b, len(got), n, len(elems))
 		}
+		deepest := 0
 		for i := range got {
 			if !bytes.Equal(got[i], bytes.TrimSpace(elems[i])) {
 				t.Fatalf("%q: object %d = %q, want %q", b, i, got[i], elems[i])
 			}
+			deepest = max(deepest, Depth(got[i]))
+		}
+		if depth != deepest {
+			t.Fatalf("%q: CountObjects depth %d, deepest element %d", b, depth, deepest)
 		}
 	})
+}
+
+// jsonDepth is the nesting depth of valid JSON by encoding/json's tokens.
+func jsonDepth(t *testing.T, b []byte) int {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	depth, deepest := 0, 0
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return deepest
+		}
+		switch tok {
+		case json.Delim('{'), json.Delim('['):
+			depth++
+			deepest = max(deepest, depth)
+		case json.Delim('}'), json.Delim(']'):
+			depth--
+		}
+	}
+}
+
+func TestDepthAndCheckEvent(t *testing.T) {
+	nest := func(n int) []byte {
+		return []byte(strings.Repeat(`{"a":`, n) + "1" + strings.Repeat("}", n))
+	}
+	if got := Depth(nest(MaxDepth)); got != MaxDepth {
+		t.Fatalf("Depth = %d, want %d", got, MaxDepth)
+	}
+	if err := CheckEvent(nest(MaxDepth)); err != nil {
+		t.Fatalf("event at the limit: %v", err)
+	}
+	// Flush's parser reads every event within the limit.
+	var p fastjson.Parser
+	if _, err := p.ParseBytes(nest(MaxDepth)); err != nil {
+		t.Fatalf("fastjson cannot parse an event at MaxDepth: %v", err)
+	}
+	if err := CheckEvent(nest(MaxDepth + 1)); err != ErrTooDeep {
+		t.Fatalf("event over the limit: %v", err)
+	}
+	if err := CheckEvent([]byte("{\"a\":\"\xff\"}")); err != ErrNotUTF8 {
+		t.Fatalf("invalid UTF-8: %v", err)
+	}
+	body := append(append([]byte("["), nest(3)...), ',', '{', '}', ']')
+	if n, depth, ok := CountObjects(body); n != 2 || depth != 3 || !ok {
+		t.Fatalf("CountObjects = %d, %d, %v", n, depth, ok)
+	}
 }

@@ -1,3 +1,5 @@
+//go:build sgload_testhooks
+
 package main
 
 import (
@@ -6,8 +8,10 @@ import (
 )
 
 // crashAt kills the process at the named protocol step when SGLOAD_CRASH_AT
-// names it: the crash tests use it to stop a real flush or compaction at
-// every step. It does nothing otherwise.
+// names it: the crash tests use it to stop a real flush, replay, rebuild or
+// compaction at every step. Only binaries built with the sgload_testhooks
+// tag have it (the tests build one); a release binary ignores the variable
+// (testhooks_release.go).
 func crashAt[S ~string]() func(S) error {
 	at := S(os.Getenv("SGLOAD_CRASH_AT"))
 	if at == "" {
