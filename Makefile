@@ -75,13 +75,17 @@ bench-hostile: build
 	@mkdir -p var/bench
 	$(BIN)/sgload-bench hostile -sgload $(HOSTILE_SGLOAD) -events testdata/events/sample-2000.ndjson -dir var/bench/hostile
 
-# Flush vs. DuckDB's own NDJSON-to-Parquet COPY on the same ~2M events, then
-# the same with 10x the data (memory must not grow). Slow: about 10 minutes.
+# Flush vs. DuckDB's own NDJSON-to-Parquet COPY (typed only, and the same
+# job in one pass) on the same ~2M events, alternating, medians of three; then
+# flush with 10x the data (memory must not grow). BASELINE=path adds another
+# sgload binary (the release before) to the rounds. Slow: 10-20 minutes.
+BASELINE ?=
 bench-flush: build
 	$(GO) build -o $(BIN)/sgload-bench ./cmd/sgload-bench
 	@mkdir -p var/bench
 	@[ -s var/bench/events-2m.ndjson ] || python3 scripts/gen_events.py -n 2000000 --seed 42 > var/bench/events-2m.ndjson
-	$(BIN)/sgload-bench flush -sgload $(BIN)/sgload -events var/bench/events-2m.ndjson -dir var/bench/flush -scale 10
+	$(BIN)/sgload-bench flush -sgload $(BIN)/sgload -events var/bench/events-2m.ndjson -dir var/bench/flush -scale 10 \
+		$(if $(BASELINE),-baseline $(BASELINE))
 
 # Compaction vs. DuckDB's sorted merge on a day of events flushed as 288
 # five-minute plans, and three typical queries before and after.

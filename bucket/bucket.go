@@ -305,3 +305,25 @@ func (b *Bucket) Download(ctx context.Context, key, path string) (int64, error) 
 	}
 	return n, nil
 }
+
+// ReaderAt reads the object at key in ranges, one request a call: for
+// readers such as Parquet's that want a footer and a few column chunks, not
+// the whole object.
+func (b *Bucket) ReaderAt(ctx context.Context, key string) io.ReaderAt {
+	return &readerAt{ctx: ctx, b: b, key: key}
+}
+
+type readerAt struct {
+	ctx context.Context
+	b   *Bucket
+	key string
+}
+
+func (r *readerAt) ReadAt(p []byte, off int64) (int, error) {
+	rr, err := r.b.NewRangeReader(r.ctx, r.key, off, int64(len(p)), nil)
+	if err != nil {
+		return 0, err
+	}
+	defer rr.Close()
+	return io.ReadFull(rr, p)
+}

@@ -283,7 +283,7 @@ func eachRow[T any](ctx context.Context, b *bucket.Bucket, f layout.File, fn fun
 	if err != nil {
 		return fmt.Errorf("read %s: %w", f.Key, err)
 	}
-	pf, err := parquet.OpenFile(&blobReaderAt{ctx: ctx, b: b, key: f.Key}, attrs.Size, parquet.SkipBloomFilters(true))
+	pf, err := parquet.OpenFile(b.ReaderAt(ctx, f.Key), attrs.Size, parquet.SkipBloomFilters(true))
 	if err != nil {
 		return fmt.Errorf("read %s: %w", f.Key, err)
 	}
@@ -302,22 +302,6 @@ func eachRow[T any](ctx context.Context, b *bucket.Bucket, f layout.File, fn fun
 			return fmt.Errorf("read %s: %w", f.Key, err)
 		}
 	}
-}
-
-// blobReaderAt reads an object in ranges, for the Parquet reader.
-type blobReaderAt struct {
-	ctx context.Context
-	b   *bucket.Bucket
-	key string
-}
-
-func (r *blobReaderAt) ReadAt(p []byte, off int64) (int, error) {
-	rr, err := r.b.NewRangeReader(r.ctx, r.key, off, int64(len(p)), nil)
-	if err != nil {
-		return 0, err
-	}
-	defer rr.Close()
-	return io.ReadFull(rr, p)
 }
 
 // chain asks each UserIDs in turn.

@@ -235,7 +235,7 @@ func checkObject(ctx context.Context, b *bucket.Bucket, f layout.File) (int64, e
 	if !bytes.Equal(sum, f.MD5) {
 		return 0, fmt.Errorf("MD5 %x, manifest says %x", sum, f.MD5)
 	}
-	pf, err := parquet.OpenFile(&blobReaderAt{ctx: ctx, b: b, key: f.Key}, attrs.Size,
+	pf, err := parquet.OpenFile(b.ReaderAt(ctx, f.Key), attrs.Size,
 		parquet.SkipPageIndex(true), parquet.SkipBloomFilters(true))
 	if err != nil {
 		return 0, fmt.Errorf("read Parquet footer: %w", err)
@@ -244,21 +244,6 @@ func checkObject(ctx context.Context, b *bucket.Bucket, f layout.File) (int64, e
 		return n, fmt.Errorf("footer has %d rows, manifest says %d", n, f.Rows)
 	}
 	return pf.NumRows(), nil
-}
-
-type blobReaderAt struct {
-	ctx context.Context
-	b   *bucket.Bucket
-	key string
-}
-
-func (r *blobReaderAt) ReadAt(p []byte, off int64) (int, error) {
-	rr, err := r.b.NewRangeReader(r.ctx, r.key, off, int64(len(p)), nil)
-	if err != nil {
-		return 0, err
-	}
-	defer rr.Close()
-	return io.ReadFull(rr, p)
 }
 
 func verifySpool(o VerifyOptions, manifests map[string]*layout.Manifest, rep *VerifyReport) error {

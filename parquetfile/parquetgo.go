@@ -3,7 +3,6 @@ package parquetfile
 import (
 	"fmt"
 	"io"
-	"os"
 
 	"github.com/parquet-go/parquet-go"
 	"github.com/parquet-go/parquet-go/compress"
@@ -277,32 +276,4 @@ func (w *Writer) Close() error {
 		return fmt.Errorf("write parquet footer: %w", err)
 	}
 	return nil
-}
-
-// CopyRowGroups appends every row group of the Parquet file at path, which
-// must have been written by a Writer for the same table and options. The
-// compressed pages are copied verbatim (parquet-go's copy path): nothing is
-// decoded or recompressed, and memory does not grow with the file.
-func (w *Writer) CopyRowGroups(path string) (rows int64, err error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return 0, err
-	}
-	defer f.Close()
-	info, err := f.Stat()
-	if err != nil {
-		return 0, err
-	}
-	pf, err := parquet.OpenFile(f, info.Size(), parquet.SkipBloomFilters(true))
-	if err != nil {
-		return 0, fmt.Errorf("open %s: %w", path, err)
-	}
-	for _, rg := range pf.RowGroups() {
-		n, err := w.w.WriteRowGroup(rg)
-		if err != nil {
-			return rows, fmt.Errorf("copy row group of %s: %w", path, err)
-		}
-		rows += n
-	}
-	return rows, nil
 }

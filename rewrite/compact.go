@@ -5,9 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 
@@ -45,11 +46,7 @@ func Compact(ctx context.Context, o Options) (*Summary, error) {
 	if err != nil {
 		return rw.sum, err
 	}
-	names := make([]string, 0, len(folders))
-	for f := range folders {
-		names = append(names, f)
-	}
-	sort.Strings(names)
+	names := slices.Sorted(maps.Keys(folders))
 	retainBefore := ""
 	if o.RetainDays > 0 {
 		retainBefore = o.Now().UTC().AddDate(0, 0, -o.RetainDays).Format("2006-01-02")
@@ -244,25 +241,14 @@ func (rw *rewriter) merge(ctx context.Context, j *job, m *layout.Rewrite, lease 
 	defer os.RemoveAll(dir)
 	s := newSorter(j.table, dir, o.MemoryBytes)
 	for _, in := range j.inputs {
-		local := filepath.Join(dir, "input.parquet")
-		size, err := o.Bucket.Download(ctx, in.Key, local)
+		r, err := openInput(ctx, o.Bucket, in.Key, dir, j.table)
 		if err != nil {
 			return err
 		}
-		f, err := os.Open(local)
-		if err != nil {
-			return err
-		}
-		r, err := parquetfile.OpenReader(f, size, j.table)
-		if err != nil {
-			f.Close()
-			return fmt.Errorf("%s: %w", in.Key, err)
-		}
-		m.Inputs = append(m.Inputs, layout.Input{Key: in.Key, Rows: r.NumRows(), Bytes: size})
+		m.Inputs = append(m.Inputs, layout.Input{Key: in.Key, Rows: r.NumRows(), Bytes: r.Size})
 		m.RowsIn += r.NumRows()
-		err = s.addFrom(r)
-		f.Close()
-		_ = os.Remove(local)
+		err = s.addFrom(r.Reader)
+		r.close()
 		if err != nil {
 			return fmt.Errorf("read %s: %w", in.Key, err)
 		}

@@ -10,8 +10,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -196,11 +198,7 @@ func Forget(ctx context.Context, o Options, m *Matcher, audit *Audit) (*ForgetSu
 	if err != nil {
 		return fs, err
 	}
-	names := make([]string, 0, len(folders))
-	for f := range folders {
-		names = append(names, f)
-	}
-	sort.Strings(names)
+	names := slices.Sorted(maps.Keys(folders))
 	for i, folder := range names {
 		kind, table, date, ok := layout.ParseFolder(o.Prefix, folder)
 		if !ok {

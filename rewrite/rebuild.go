@@ -7,8 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -16,7 +18,6 @@ import (
 
 	"github.com/sgload/sgload/bucket"
 	"github.com/sgload/sgload/layout"
-	"github.com/sgload/sgload/parquetfile"
 	"github.com/sgload/sgload/schema"
 )
 
@@ -75,11 +76,7 @@ func Rebuild(ctx context.Context, o RebuildOptions) (*RebuildSummary, error) {
 	if err != nil {
 		return sum, err
 	}
-	names := make([]string, 0, len(folders))
-	for f := range folders {
-		names = append(names, f)
-	}
-	sort.Strings(names)
+	names := slices.Sorted(maps.Keys(folders))
 	for i, folder := range names {
 		if err := ctx.Err(); err != nil {
 			return sum, err
@@ -149,19 +146,9 @@ func rebuildPartition(ctx context.Context, o RebuildOptions, folder string, kind
 	}
 	rm := newRemapper(kind, table)
 	for _, in := range live {
-		local := filepath.Join(dir, "input.parquet")
-		size, err := o.From.Download(ctx, in.Key, local)
+		r, err := openInput(ctx, o.From, in.Key, dir, src)
 		if err != nil {
 			return err
-		}
-		f, err := os.Open(local)
-		if err != nil {
-			return err
-		}
-		r, err := parquetfile.OpenReader(f, size, src)
-		if err != nil {
-			f.Close()
-			return fmt.Errorf("%s: %w", in.Key, err)
 		}
 		b := schema.NewBatch(src)
 		for {
@@ -171,7 +158,7 @@ func rebuildPartition(ctx context.Context, o RebuildOptions, folder string, kind
 				m.Events++
 				p, row, errs, err := rm.remap(b, i)
 				if err != nil {
-					f.Close()
+					r.close()
 					return fmt.Errorf("%s row %d: %w", in.Key, i, err)
 				}
 				if errs > 0 {
@@ -179,11 +166,11 @@ func rebuildPartition(ctx context.Context, o RebuildOptions, folder string, kind
 				}
 				w := out(p)
 				if w == nil {
-					f.Close()
+					r.close()
 					return fmt.Errorf("rebuild work folder")
 				}
 				if err := w.add(row, row.Len()-1); err != nil {
-					f.Close()
+					r.close()
 					return err
 				}
 				row.Reset()
@@ -192,12 +179,11 @@ func rebuildPartition(ctx context.Context, o RebuildOptions, folder string, kind
 				break
 			}
 			if rerr != nil {
-				f.Close()
+				r.close()
 				return fmt.Errorf("read %s: %w", in.Key, rerr)
 			}
 		}
-		f.Close()
-		_ = os.Remove(local)
+		r.close()
 	}
 	sort.Slice(keys, func(i, j int) bool { return keys[i].Less(keys[j]) })
 	for _, p := range keys {

@@ -157,6 +157,7 @@ func benchFlush(ctx context.Context, args []string) error {
 	events := fs.String("events", "", "NDJSON events (scripts/gen_events.py output)")
 	dir := fs.String("dir", "", "scratch folder")
 	scale := fs.Int("scale", 10, "also flush a spool this many times larger (1 or less: skip)")
+	baseline := fs.String("baseline", "", "another sgload binary (an earlier release) to run in the same rounds: before and after in one run")
 	fs.Parse(args)
 	if *bin == "" || *events == "" || *dir == "" {
 		return errors.New("-sgload, -events and -dir are required")
@@ -196,14 +197,25 @@ func benchFlush(ctx context.Context, args []string) error {
 			os.RemoveAll(out)
 			return exec.CommandContext(ctx, self, "duckdb-copy", *events, out, "onepass"), out
 		}},
-		{"sgload flush", func(round int) (*exec.Cmd, string) {
-			if round > 0 {
+	}
+	flushed := false
+	flushWith := func(name, bin string) {
+		contestants = append(contestants, struct {
+			name string
+			cmd  func(round int) (*exec.Cmd, string)
+		}{name, func(int) (*exec.Cmd, string) {
+			if flushed {
 				if err := resetSpool(spoolDir, bucket); err != nil {
 					panic(err)
 				}
 			}
-			return exec.CommandContext(ctx, *bin, "flush", "--spool", spoolDir, "--bucket", bucket, "--progress", "never"), bucket
-		}},
+			flushed = true
+			return exec.CommandContext(ctx, bin, "flush", "--spool", spoolDir, "--bucket", bucket, "--progress", "never"), bucket
+		}})
+	}
+	flushWith("sgload flush", *bin)
+	if *baseline != "" {
+		flushWith("sgload flush, -baseline binary", *baseline)
 	}
 	samples := make([][]run, len(contestants))
 	for round := range 3 {
@@ -225,6 +237,7 @@ func benchFlush(ctx context.Context, args []string) error {
 		runs[i].name += " (median of 3)"
 	}
 	typed, onePass, flush := runs[0], runs[1], runs[2]
+
 	perM := func(r run, events int) float64 { return r.cpu.Seconds() / (float64(events) / 1e6) }
 
 	fmt.Printf("%-34s %8s %9s %8s %10s %11s %9s\n", "run", "seconds", "sgload is", "CPU s", "CPU s/M ev", "peak RSS", "output")
