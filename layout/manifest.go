@@ -103,7 +103,9 @@ func ReadManifest(ctx context.Context, b *bucket.Bucket, key string) (*Manifest,
 	if err := json.Unmarshal(data, &m); err != nil {
 		return nil, fmt.Errorf("manifest %s: %w (%d bytes: %v)", key, ErrTornManifest, len(data), err)
 	}
-	if m.Version < 1 || m.Plan == "" || m.Node == "" || len(m.Segments) == 0 {
+	// Every plan but a rebuild's consumed segments; a rebuild reads the
+	// bucket, not the spool.
+	if m.Version < 1 || m.Plan == "" || m.Node == "" || (len(m.Segments) == 0 && m.Kind != "rebuild") {
 		return nil, fmt.Errorf("manifest %s: %w (%d bytes, no plan, node or segments)", key, ErrTornManifest, len(data))
 	}
 	return &m, nil

@@ -135,10 +135,7 @@ func (c *Client) Do(ctx context.Context, method, path string, q url.Values, body
 	if err != nil {
 		return nil, err
 	}
-	display := "?" // the path, as errors and logs show it: the base URL's may hold a token
-	if r, err := url.Parse(redact.URL(u.String())); err == nil {
-		display = r.Path
-	}
+	display := displayPath(u)
 	for attempt := 0; ; attempt++ {
 		if err := c.waitForRateLimit(ctx, display); err != nil {
 			return nil, err
@@ -175,6 +172,15 @@ func (c *Client) Do(ctx context.Context, method, path string, q url.Values, body
 			return nil, err
 		}
 	}
+}
+
+// displayPath is u's path as errors and logs show it: the base URL's may
+// hold a token.
+func displayPath(u *url.URL) string {
+	if r, err := url.Parse(redact.URL(u.String())); err == nil {
+		return r.Path
+	}
+	return "?"
 }
 
 func (c *Client) resolve(path string, q url.Values) (*url.URL, error) {

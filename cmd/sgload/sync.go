@@ -8,6 +8,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/sgload/sgload/internal/redact"
 	"github.com/sgload/sgload/objectsync"
 	"github.com/sgload/sgload/schema"
 	"github.com/sgload/sgload/sendgrid"
@@ -152,7 +153,7 @@ func checkKey(c *cli.Context, api *sendgrid.Client, cols []string) error {
 		return usageError(err, "give the key these scopes (Settings > API Keys > Edit), or leave those collections out with --collections")
 	}
 	return failure(fmt.Errorf("check the API key: %w", err),
-		fmt.Sprintf("the SendGrid API at %s did not answer within %s: check the network, a proxy (HTTPS_PROXY) or --api-url", c.String("api-url"), sendgrid.ScopesTimeout))
+		fmt.Sprintf("the SendGrid API at %s did not answer within %s: check the network, a proxy (HTTPS_PROXY) or --api-url", redact.URL(c.String("api-url")), sendgrid.ScopesTimeout))
 }
 
 func orNone(s []string) string {
