@@ -253,7 +253,7 @@ func (rw *rewriter) merge(ctx context.Context, j *job, m *layout.Rewrite, lease 
 			return fmt.Errorf("read %s: %w", in.Key, err)
 		}
 		// A long read must not let the lease lapse.
-		if err := lease.Renew(ctx, o.Now()); err != nil {
+		if err := lease.RenewIfDue(ctx, o.Now()); err != nil {
 			return err
 		}
 	}
