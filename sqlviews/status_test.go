@@ -539,27 +539,7 @@ func TestLatestStateViews(t *testing.T) {
 	}
 	db := duckcheck.Open(t)
 	duckcheck.Exec(t, db, sql.String())
-	q := func(query string) ([]string, [][]any) {
-		rows, err := db.Query(query)
-		if err != nil {
-			t.Fatalf("%v\n%s", err, query)
-		}
-		defer rows.Close()
-		cols, _ := rows.Columns()
-		var out [][]any
-		for rows.Next() {
-			vals := make([]any, len(cols))
-			ptrs := make([]any, len(cols))
-			for i := range vals {
-				ptrs[i] = &vals[i]
-			}
-			if err := rows.Scan(ptrs...); err != nil {
-				t.Fatal(err)
-			}
-			out = append(out, vals)
-		}
-		return cols, out
-	}
+	q := func(query string) ([]string, [][]any) { return duckcheck.Query(t, db, query) }
 	evs := oracleEvents(t, posts)
 	if raw, dedup := duckcheck.Int(t, db, "SELECT count(*) FROM sendgrid.events_raw"), duckcheck.Int(t, db, "SELECT count(*) FROM sendgrid.events"); raw <= dedup || dedup != int64(len(evs)) {
 		t.Fatalf("events_raw %d rows, events %d, distinct events %d: the retries must be in the files and out of the view", raw, dedup, len(evs))

@@ -34,6 +34,14 @@ func Exec(t testing.TB, db *sql.DB, query string, args ...any) {
 // Rows returns every row of a query, each as a slice of values.
 func Rows(t testing.TB, db *sql.DB, query string, args ...any) [][]any {
 	t.Helper()
+	_, out := Query(t, db, query, args...)
+	return out
+}
+
+// Query returns a query's column names and every row, each as a slice of
+// values.
+func Query(t testing.TB, db *sql.DB, query string, args ...any) ([]string, [][]any) {
+	t.Helper()
 	rows, err := db.Query(query, args...)
 	if err != nil {
 		t.Fatalf("duckdb: %v\n%s", err, query)
@@ -58,7 +66,7 @@ func Rows(t testing.TB, db *sql.DB, query string, args ...any) [][]any {
 	if err := rows.Err(); err != nil {
 		t.Fatalf("duckdb: %v\n%s", err, query)
 	}
-	return out
+	return cols, out
 }
 
 // Int returns the single integer a query yields.

@@ -16,6 +16,7 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"fmt"
+	"github.com/sgload/sgload/internal/backoff"
 	"io"
 	"net"
 	"net/http"
@@ -124,7 +125,7 @@ func (a *Attack) loop(ctx context.Context, length, chunk int, every time.Duratio
 	for ctx.Err() == nil {
 		c, err := (&net.Dialer{}).DialContext(ctx, "tcp", a.Addr)
 		if err != nil {
-			if sleep(ctx, 100*time.Millisecond) != nil {
+			if backoff.Sleep(ctx, 100*time.Millisecond) != nil {
 				return
 			}
 			continue
@@ -184,17 +185,6 @@ func (a *Attack) send(ctx context.Context, c net.Conn, length int, filler []byte
 	return <-answer
 }
 
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
 // Result is what the signed POSTs got.
 type Result struct {
 	Sent      int
@@ -225,7 +215,7 @@ func Valid(ctx context.Context, client *http.Client, url string, s *Signer, bodi
 		if at.Sub(start) >= d {
 			break
 		}
-		if sleep(ctx, time.Until(at)) != nil {
+		if backoff.Sleep(ctx, time.Until(at)) != nil {
 			break
 		}
 		body := bodies[i%len(bodies)]
