@@ -163,6 +163,24 @@ func (b *Bucket) Upload(ctx context.Context, key string, r io.Reader, opts *blob
 	return b.scrub(dog.Err(b.Bucket.Upload(ctx, key, dog.Reader(r), opts)))
 }
 
+// UploadFile stores the finished local file at path as key. Into a local
+// folder on the same file system the file is fsynced and linked into place
+// instead of copied, so the caller must not change it afterwards (removing
+// it is fine); elsewhere it is uploaded as Upload does.
+func (b *Bucket) UploadFile(ctx context.Context, key, path string, opts *blob.WriterOptions) error {
+	if b.local != nil {
+		if err := b.local.link(ctx, key, path, opts); !errors.Is(err, errOtherFileSystem) {
+			return err
+		}
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return b.Upload(ctx, key, f, opts)
+}
+
 // ReadAll reads an object whole.
 func (b *Bucket) ReadAll(ctx context.Context, key string) ([]byte, error) {
 	r, err := b.NewReader(ctx, key, nil)

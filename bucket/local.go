@@ -8,8 +8,10 @@ package bucket
 // temporary files behind when the process dies mid-write. So sgload writes
 // local objects itself: a temporary file beside the target, written,
 // fsynced, then renamed into place (or hard-linked, for create-if-absent:
-// a link fails if the name exists), then the folders fsynced. Reads,
-// listings and deletes stay with fileblob.
+// a link fails if the name exists), then the folders fsynced. A finished
+// local file on the same file system (flush's Parquet files) is linked in
+// rather than copied (UploadFile). Reads, listings and deletes stay with
+// fileblob.
 
 import (
 	"bytes"
@@ -26,6 +28,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 
 	"gocloud.dev/blob"
 	"gocloud.dev/blob/memblob"
@@ -128,6 +131,13 @@ func (d folder) write(ctx context.Context, key string, r io.Reader, opts *blob.W
 	if err != nil {
 		return fmt.Errorf("close %s: %w", tmp, err)
 	}
+	return d.place(ctx, key, tmp, p, opts)
+}
+
+// place gives the durable temporary file tmp its name p: renamed over any
+// object there, or hard-linked for IfNotExist (a link fails if the name
+// exists); then the folders are fsynced.
+func (d folder) place(ctx context.Context, key, tmp, p string, opts *blob.WriterOptions) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("write %s: %w", key, err)
 	}
@@ -141,7 +151,48 @@ func (d folder) write(ctx context.Context, key string, r io.Reader, opts *blob.W
 	} else if err := os.Rename(tmp, p); err != nil {
 		return fmt.Errorf("write %s: %w", key, err)
 	}
-	return d.syncDirs(dir)
+	return d.syncDirs(filepath.Dir(p))
+}
+
+// errOtherFileSystem: the file to link is not on the folder's file system.
+var errOtherFileSystem = errors.New("not on the bucket folder's file system")
+
+// link stores the finished local file src at key without copying it: a
+// second name for the same bytes, fsynced, then placed as write places its
+// temporary file. The caller must not change src afterwards (removing it
+// is fine). ContentMD5 is not checked again: the bytes are the ones the
+// caller hashed, not a copy of them.
+func (d folder) link(ctx context.Context, key, src string, opts *blob.WriterOptions) error {
+	if opts == nil {
+		opts = &blob.WriterOptions{}
+	}
+	p, err := d.path(key)
+	if err != nil {
+		return err
+	}
+	if err := durable.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return err
+	}
+	var rnd [8]byte
+	_, _ = rand.Read(rnd[:])
+	tmp := p + "." + hex.EncodeToString(rnd[:]) + durable.TmpSuffix
+	if err := os.Link(src, tmp); err != nil {
+		if errors.Is(err, syscall.EXDEV) {
+			return errOtherFileSystem
+		}
+		return fmt.Errorf("write %s: %w", key, err)
+	}
+	defer os.Remove(tmp) // gone by rename, or unlinked after the link
+	f, err := os.Open(tmp)
+	if err != nil {
+		return fmt.Errorf("write %s: %w", key, err)
+	}
+	err = f.Sync()
+	f.Close()
+	if err != nil {
+		return fmt.Errorf("fsync %s: %w", tmp, err)
+	}
+	return d.place(ctx, key, tmp, p, opts)
 }
 
 // syncDirs fsyncs dir and every folder above it up to the root, so the new

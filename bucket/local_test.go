@@ -96,6 +96,46 @@ func TestFolderWrites(t *testing.T) {
 	}
 }
 
+// TestFolderUploadFileLinks: a finished local file on the folder's file
+// system becomes the object without a copy (the same inode), the name only
+// once it is whole, create-if-absent still refused when the object exists,
+// and the source file may then be removed.
+func TestFolderUploadFileLinks(t *testing.T) {
+	ctx := context.Background()
+	b := openFolder(t)
+	src := filepath.Join(filepath.Dir(b.Root()), "work.parquet")
+	if err := os.WriteFile(src, []byte("finished"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.UploadFile(ctx, "events/x/part.parquet", src, &blob.WriterOptions{IfNotExist: true}); err != nil {
+		t.Fatal(err)
+	}
+	a, err := os.Stat(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, err := os.Stat(filepath.Join(b.Root(), "events", "x", "part.parquet"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !os.SameFile(a, o) {
+		t.Error("the object is a copy of the file, not the file")
+	}
+	err = b.UploadFile(ctx, "events/x/part.parquet", src, &blob.WriterOptions{IfNotExist: true})
+	if gcerrors.Code(err) != gcerrors.FailedPrecondition {
+		t.Fatalf("second create-if-absent: %v, want FailedPrecondition", err)
+	}
+	if err := os.Remove(src); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := b.ReadAll(ctx, "events/x/part.parquet"); err != nil || string(got) != "finished" {
+		t.Fatalf("ReadAll = %q, %v", got, err)
+	}
+	if got := files(t, b); strings.Join(got, ",") != "events/x/part.parquet" {
+		t.Fatalf("bucket folder holds %v; want only the object", got)
+	}
+}
+
 // TestFolderIfNotExistIsAtomic races writers to create one key: exactly
 // one wins, and every other gets the error every store gives
 // (gcerrors.FailedPrecondition), whatever the timing.

@@ -55,12 +55,7 @@ func (c *converter) upload(ctx context.Context, wf *workFile) error {
 // uploadFile streams a local file into the bucket; ContentMD5 makes the
 // store check the bytes.
 func uploadFile(ctx context.Context, b *bucket.Bucket, key, path string, md5 []byte) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	return b.Upload(ctx, key, f, &blob.WriterOptions{
+	return b.UploadFile(ctx, key, path, &blob.WriterOptions{
 		ContentType: "application/vnd.apache.parquet",
 		ContentMD5:  md5,
 	})

@@ -184,7 +184,7 @@ func TestFlushSurvivesStorageOutage(t *testing.T) {
 	s3.waitForObject("outage")
 	s3.cmd.Process.Kill()
 	s3.cmd.Wait()
-	err := p.cmd.Wait()
+	err := p.wait()
 	if code := p.cmd.ProcessState.ExitCode(); code != 1 {
 		t.Fatalf("flush with the server down exited %d (%v), want 1", code, err)
 	}
@@ -219,7 +219,7 @@ func TestFlushExitsWhenStorageFreezes(t *testing.T) {
 	}
 	const bound = 3 * time.Minute
 	exited := make(chan error, 1)
-	go func() { exited <- p.cmd.Wait() }()
+	go func() { exited <- p.wait() }()
 	select {
 	case <-exited:
 	case <-time.After(bound):

@@ -58,7 +58,7 @@ func TestForwardKilledResumes(t *testing.T) {
 		mu.Lock()
 		current, killAt = p.cmd, at
 		mu.Unlock()
-		p.cmd.Wait()
+		p.wait()
 		if p.cmd.ProcessState.ExitCode() != -1 {
 			t.Fatalf("forward was not killed (exit %d)", p.cmd.ProcessState.ExitCode())
 		}

@@ -63,6 +63,13 @@ type proc struct {
 }
 
 // rawLogs is everything the process wrote to stderr so far.
+// wait reads stderr to its end, then reaps the process: Wait closes the
+// pipe, so calling it first can lose the last lines (the error and hint).
+func (p *proc) wait() error {
+	<-p.done
+	return p.cmd.Wait()
+}
+
 func (p *proc) rawLogs() string {
 	p.mu.Lock()
 	defer p.mu.Unlock()

@@ -249,7 +249,7 @@ func TestLogLinesHaveNoDuplicateKeys(t *testing.T) {
 		t.Fatalf("serving line: %v", line)
 	}
 	p.cmd.Process.Signal(os.Interrupt)
-	p.cmd.Wait()
+	p.wait()
 	<-p.done
 	spoolLines := 0
 	for _, l := range strings.Split(strings.TrimSpace(p.rawLogs()), "\n") {

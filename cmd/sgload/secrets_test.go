@@ -181,7 +181,7 @@ func TestSecretsNeverPrinted(t *testing.T) {
 	}
 	p.waitLog(t, "raw tee delivery failed")
 	p.cmd.Process.Kill()
-	p.cmd.Wait()
+	p.wait()
 	<-p.done
 	keep("serve", p.rawLogs())
 	issued := tok.AccessToken
@@ -191,7 +191,7 @@ func TestSecretsNeverPrinted(t *testing.T) {
 		"--min-free-bytes", "0", "--bucket", s3Bucket, "--bucket-timeout", "2s", "--flush-interval", "1s", "--segment-age", "1s")
 	r.waitLog(t, "flush failed")
 	r.cmd.Process.Kill()
-	r.cmd.Wait()
+	r.wait()
 	<-r.done
 	keep("run", r.rawLogs())
 

@@ -91,7 +91,7 @@ func TestServeCrashLosesNothing(t *testing.T) {
 		if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 			t.Fatal(err)
 		}
-		p.cmd.Wait()
+		p.wait()
 		close(stop)
 		wg.Wait()
 	}
@@ -100,7 +100,7 @@ func TestServeCrashLosesNothing(t *testing.T) {
 	p.waitLog(t, "serving")
 	p.cmd.Process.Signal(syscall.SIGTERM)
 	p.waitLog(t, "stopped; spool sealed")
-	p.cmd.Wait()
+	p.wait()
 	recoveries += p.countLogs("recovered segment")
 	if recoveries == 0 {
 		t.Error("no restart had to recover an open segment: the kills did not land mid-write")
