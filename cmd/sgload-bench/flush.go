@@ -183,44 +183,39 @@ func benchFlush(ctx context.Context, args []string) error {
 	// other load on the machine moves one sample, not one contestant.
 	self, _ := os.Executable()
 	bucket := filepath.Join(*dir, "bucket")
-	contestants := []struct {
+	// A contestant prepares its output folder and returns its command.
+	type contestant struct {
 		name string
-		cmd  func(round int) (*exec.Cmd, string)
-	}{
-		{"DuckDB COPY, typed only", func(int) (*exec.Cmd, string) {
-			out := filepath.Join(*dir, "duckdb-typed")
-			os.RemoveAll(out)
-			return exec.CommandContext(ctx, self, "duckdb-copy", *events, out, "typed"), out
-		}},
-		{"DuckDB COPY, same job", func(int) (*exec.Cmd, string) {
-			out := filepath.Join(*dir, "duckdb-onepass")
-			os.RemoveAll(out)
-			return exec.CommandContext(ctx, self, "duckdb-copy", *events, out, "onepass"), out
-		}},
+		cmd  func() (*exec.Cmd, string, error)
 	}
-	flushed := false
-	flushWith := func(name, bin string) {
-		contestants = append(contestants, struct {
-			name string
-			cmd  func(round int) (*exec.Cmd, string)
-		}{name, func(int) (*exec.Cmd, string) {
+	duck := func(name, mode string) contestant {
+		return contestant{name, func() (*exec.Cmd, string, error) {
+			out := filepath.Join(*dir, "duckdb-"+mode)
+			return exec.CommandContext(ctx, self, "duckdb-copy", *events, out, mode), out, os.RemoveAll(out)
+		}}
+	}
+	flushed := false // the spool has been flushed: put it back first
+	sgloadFlush := func(name, bin string) contestant {
+		return contestant{name, func() (*exec.Cmd, string, error) {
+			var err error
 			if flushed {
-				if err := resetSpool(spoolDir, bucket); err != nil {
-					panic(err)
-				}
+				err = resetSpool(spoolDir, bucket)
 			}
 			flushed = true
-			return exec.CommandContext(ctx, bin, "flush", "--spool", spoolDir, "--bucket", bucket, "--progress", "never"), bucket
-		}})
+			return exec.CommandContext(ctx, bin, "flush", "--spool", spoolDir, "--bucket", bucket, "--progress", "never"), bucket, err
+		}}
 	}
-	flushWith("sgload flush", *bin)
+	contestants := []contestant{duck("DuckDB COPY, typed only", "typed"), duck("DuckDB COPY, same job", "onepass"), sgloadFlush("sgload flush", *bin)}
 	if *baseline != "" {
-		flushWith("sgload flush, -baseline binary", *baseline)
+		contestants = append(contestants, sgloadFlush("sgload flush, -baseline binary", *baseline))
 	}
 	samples := make([][]run, len(contestants))
-	for round := range 3 {
+	for range 3 {
 		for i, c := range contestants {
-			cmd, out := c.cmd(round)
+			cmd, out, err := c.cmd()
+			if err != nil {
+				return fmt.Errorf("%s: %w", c.name, err)
+			}
 			r := measure(c.name, out, cmd)
 			if r.err != nil {
 				return fmt.Errorf("%s: %w", c.name, r.err)

@@ -149,6 +149,12 @@ func runSgload(t *testing.T, env []string, args ...string) (stdout, stderr strin
 	t.Helper()
 	cmd := exec.Command(sgloadBin, args...)
 	cmd.Env = append(os.Environ(), env...)
+	return runCmd(t, cmd)
+}
+
+// runCmd runs cmd to its end and returns what it printed and its exit code.
+func runCmd(t *testing.T, cmd *exec.Cmd) (stdout, stderr string, code int) {
+	t.Helper()
 	var out, errb strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
