@@ -69,12 +69,12 @@ func (s *Set) Add(ord int, k Key) {
 // copy them again and again.
 func (s *Set) Grow(n int) { s.entries = slices.Grow(s.entries, n) }
 
-// Merge moves o's keys into s.
+// Merge moves o's keys into s, leaving o empty, its room kept for reuse.
 func (s *Set) Merge(o *Set) {
 	s.entries = append(s.entries, o.entries...)
 	s.legacy = append(s.legacy, o.legacy...)
 	s.events = max(s.events, o.events)
-	o.entries, o.legacy = nil, nil
+	o.entries, o.legacy, o.events = o.entries[:0], o.legacy[:0], 0
 }
 
 // Len is the number of keys.
@@ -162,8 +162,8 @@ func (ix *Index) Resolve(s *Set, cutoff time.Time) (*Result, error) {
 	sortEntries(s.entries)
 	res := &Result{dup: make([]bool, s.events)}
 	// Within the plan: every later occurrence of a key is a duplicate.
-	var uniq []ukey
-	var firstOrd []uint32
+	uniq := make([]ukey, 0, len(s.entries))
+	firstOrd := make([]uint32, 0, len(s.entries))
 	for i, e := range s.entries {
 		if i > 0 && e.sameKey(s.entries[i-1]) {
 			res.dup[e.ord] = true

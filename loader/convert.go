@@ -256,9 +256,9 @@ func (pw *partWriter) write(ctx context.Context, k layout.Partition) error {
 			if c.keys.dups.Dup(int(e.ordinal)) {
 				continue
 			}
-			ev, err := pw.ev.Parse(e.raw)
+			ev, err := pw.ev.ParseChecked(e.raw)
 			if err != nil {
-				// Pass 1 parsed it; this cannot happen unless the two parsers disagree.
+				// Pass 1 checked and parsed it; this cannot happen unless the two parsers disagree.
 				q := &spool.Record{ReceivedAt: microTime(e.recv), Node: string(e.node)}
 				if err := c.f.quarantine("event", err.Error(), "", e.raw, q); err != nil {
 					return err

@@ -1,11 +1,13 @@
 package schema
 
 import (
+	"bytes"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/valyala/fastjson"
 	"github.com/zeebo/xxh3"
@@ -39,12 +41,19 @@ type Key [16]byte
 // IDKey is the key of an event of type table whose sg_event_id is id.
 // (xxh3's Write never fails.)
 func IDKey(table string, id []byte) Key {
-	h := xxh3.New()
-	h.WriteString("sg_event_id\x00")
-	h.WriteString(table)
-	h.WriteString("\x00")
-	h.Write(id)
-	return h.Sum128().Bytes()
+	return keyOf(appendIDKeyInput(nil, table, id))
+}
+
+// keyOf is the key of what appendIDKeyInput built.
+func keyOf(input []byte) Key { return xxh3.Hash128(input).Bytes() }
+
+// appendIDKeyInput appends what IDKey hashes: one call on one buffer, where
+// a streaming hasher would be allocated per event.
+func appendIDKeyInput(dst []byte, table string, id []byte) []byte {
+	dst = append(dst, "sg_event_id\x00"...)
+	dst = append(dst, table...)
+	dst = append(dst, 0)
+	return append(dst, id...)
 }
 
 // DedupeSQL is the rule as a SQL expression over an event table's columns
@@ -59,11 +68,12 @@ func DedupeSQL(quote func(string) string) string {
 // ErrNoEvent is returned for input that is not one JSON object.
 var ErrNoEvent = errors.New("event is not a JSON object")
 
-// KeyReader finds the dedupe key of raw events by parsing them; one per
-// goroutine (it reuses its parser and buffers).
+// KeyReader finds the dedupe key of raw events; one per goroutine (it
+// reuses its parser and buffers).
 type KeyReader struct {
-	p fastjson.Parser
-	c canon
+	p      fastjson.Parser
+	c      canon
+	tables map[string]string // event type -> table name, cached
 }
 
 // EventKey is what the dedupe rule needs to know of an event.
@@ -77,10 +87,100 @@ type EventKey struct {
 	Key Key
 }
 
-// Key parses raw and returns its table, id and dedupe key.
+// Key reads raw's table, id and dedupe key.
 func (k *KeyReader) Key(raw []byte) (EventKey, error) {
+	if key, ok := k.quickKey(raw); ok {
+		return key, nil
+	}
 	_, key, err := k.Parse(raw)
 	return key, err
+}
+
+// quickKey is Key for the usual event without a parse tree: one walk over
+// its bytes (jsonarray.Members) finds event, sg_event_id and timestamp. It
+// declines (false) whatever needs the parser to get the same answer as
+// Parse: bytes that are not UTF-8 or JSON Members does not accept, an
+// escape in any key or in those values, an event without an id (its
+// fingerprint is of the parsed event), a type or an id that is not a
+// string, a timestamp that is not a plain integer. FuzzDedupeKey holds the
+// two to the same answers.
+func (k *KeyReader) quickKey(raw []byte) (EventKey, bool) {
+	if !utf8.Valid(raw) {
+		return EventKey{}, false
+	}
+	var event, id, ts []byte
+	escaped := false
+	ok := jsonarray.Members(raw, func(key, v []byte) {
+		switch string(key) {
+		case "event":
+			if event == nil {
+				event = v
+			}
+		case "sg_event_id":
+			if id == nil {
+				id = v
+			}
+		case "timestamp":
+			if ts == nil {
+				ts = v
+			}
+		default:
+			escaped = escaped || bytes.IndexByte(key, '\\') >= 0
+		}
+	})
+	if !ok || escaped {
+		return EventKey{}, false
+	}
+	out := EventKey{Table: "unknown"}
+	if event != nil && string(event) != "null" {
+		text, ok := plainString(event)
+		if !ok {
+			return EventKey{}, false
+		}
+		if k.tables == nil {
+			k.tables = map[string]string{}
+		}
+		out.Table = tableOf(text, k.tables)
+	}
+	if out.ID, ok = plainString(id); !ok || len(out.ID) == 0 {
+		return EventKey{}, false
+	}
+	if ts != nil && string(ts) != "null" {
+		n, ok := plainInt(ts)
+		if !ok {
+			return EventKey{}, false
+		}
+		if n > 0 {
+			out.Time = scaleMicros(n)
+		}
+	}
+	k.c.hbuf = appendIDKeyInput(k.c.hbuf[:0], out.Table, out.ID)
+	out.Key = keyOf(k.c.hbuf)
+	return out, true
+}
+
+// plainString returns the text of the JSON string v when it has no escape
+// (so its bytes are its text).
+func plainString(v []byte) ([]byte, bool) {
+	if len(v) < 2 || v[0] != '"' || bytes.IndexByte(v, '\\') >= 0 {
+		return nil, false
+	}
+	return v[1 : len(v)-1], true
+}
+
+// plainInt reads a JSON number made of at most 18 digits, nothing else.
+func plainInt(v []byte) (int64, bool) {
+	if len(v) == 0 || len(v) > 18 {
+		return 0, false
+	}
+	var n int64
+	for _, c := range v {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int64(c-'0')
+	}
+	return n, true
 }
 
 // Parse is Key that also returns the parsed event, valid until the next
@@ -144,6 +244,11 @@ func eventTable(v *fastjson.Value, scratch *[]byte, cache map[string]string) str
 		*scratch = v.MarshalTo((*scratch)[:0])
 		text = *scratch
 	}
+	return tableOf(text, cache)
+}
+
+// tableOf is TableName of text, memoised in cache when it is set.
+func tableOf(text []byte, cache map[string]string) string {
 	if cache == nil {
 		return TableName(string(text))
 	}
@@ -178,6 +283,7 @@ func idText(v *fastjson.Value, scratch *[]byte) []byte {
 // buffers.
 type canon struct {
 	buf     []byte
+	hbuf    []byte // what IDKey hashes
 	members [][]memberRef
 	depth   int
 }
@@ -191,7 +297,8 @@ type memberRef struct {
 // is id (nil when absent) and whose parsed whole is event.
 func (c *canon) key(table string, id, event *fastjson.Value) ([]byte, Key) {
 	if text := idText(id, &c.buf); text != nil {
-		return text, IDKey(table, text)
+		c.hbuf = appendIDKeyInput(c.hbuf[:0], table, text)
+		return text, keyOf(c.hbuf)
 	}
 	return nil, c.fingerprint(event)
 }

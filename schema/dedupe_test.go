@@ -1,6 +1,8 @@
 package schema
 
 import (
+	"bytes"
+	"os"
 	"testing"
 )
 
@@ -80,9 +82,25 @@ func TestEventTable(t *testing.T) {
 func FuzzDedupeKey(f *testing.F) {
 	f.Add([]byte(`{"event":"open","sg_event_id":"X","a":[1,{"b":2}]}`))
 	f.Add([]byte(`{"email":"a","timestamp":1,"event":"unsubscribe"}`))
+	f.Add([]byte(`{"event":"open","sg_event_id":"id1","timestamp":1700000000,"x":{"a":[1,2.5,null]}}`))
+	f.Add([]byte(`{"event":"Group Unsubscribe","sg_event_id":"a","timestamp":1700000000123,"event":"x","sg_event_id":"b"}`))
+	f.Add([]byte(`{"ev\u0065nt":"click","event":"open","sg_event_id":"i","timestamp":"1700000000"}`))
+	f.Add([]byte(`{"event":null,"sg_event_id":"","timestamp":0}`))
+	f.Add([]byte(`{"event":"open","sg_event_id":"i\u0031","timestamp":-5}`))
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		var kr KeyReader
 		k, err := kr.Key(raw)
+		// The quick path gives the parser's answer, or declines.
+		if quick, ok := kr.quickKey(raw); ok {
+			var slow KeyReader
+			_, want, err := slow.Parse(raw)
+			if err != nil {
+				t.Fatalf("quick key read %q, the parser did not: %v", raw, err)
+			}
+			if quick.Table != want.Table || quick.Time != want.Time || string(quick.ID) != string(want.ID) || quick.Key != want.Key {
+				t.Fatalf("%q: quick key %+v, parsed %+v", raw, quick, want)
+			}
+		}
 		if err != nil {
 			return
 		}
@@ -91,7 +109,7 @@ func FuzzDedupeKey(f *testing.F) {
 		if err != nil {
 			t.Fatalf("key reader read it, mapper did not: %v", err)
 		}
-		if e.Key != k.Key || e.Table != k.Table {
+		if e.Key != k.Key || e.Table != k.Table || e.Time != k.Time || string(e.ID) != string(k.ID) {
 			t.Fatalf("mapper and key reader disagree on %q", raw)
 		}
 		if k.ID != nil {
@@ -110,4 +128,36 @@ func FuzzDedupeKey(f *testing.F) {
 			t.Fatalf("canonical form %q has another key than %q", canonical, raw)
 		}
 	})
+}
+
+// TestQuickKeyReadsSendGridEvents: every sample event with an id takes the
+// quick path (the speed of flush's first pass rests on it); the rest (no
+// sg_event_id: their key is the fingerprint of the parsed event) do not.
+func TestQuickKeyReadsSendGridEvents(t *testing.T) {
+	b, err := os.ReadFile("../testdata/events/sample-2000.ndjson")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kr KeyReader
+	quick := 0
+	for _, line := range bytes.Split(bytes.TrimSpace(b), []byte("\n")) {
+		k, ok := kr.quickKey(line)
+		_, want, err := kr.Parse(line)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ok != (want.ID != nil) {
+			t.Errorf("quick path %v for an event with id %q: %s", ok, want.ID, line)
+		}
+		if ok {
+			quick++
+			if k.Key != want.Key || k.Table != want.Table || k.Time != want.Time {
+				t.Errorf("quick key %+v, parsed %+v: %s", k, want, line)
+			}
+		}
+	}
+	if quick < 1000 {
+		t.Errorf("only %d sample events took the quick path", quick)
+	}
+	t.Logf("%d events took the quick path", quick)
 }

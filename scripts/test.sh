@@ -94,6 +94,7 @@ FUZZ_TARGETS='
 FuzzParseBody    ./webhook             20000
 FuzzParseRecord  ./spool               20000
 FuzzObjects      ./internal/jsonarray  20000
+FuzzMembers      ./internal/jsonarray  20000
 FuzzDedupeKey    ./schema              20000
 '
 

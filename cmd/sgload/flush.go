@@ -78,7 +78,7 @@ func flushTuningFlags() []cli.Flag {
 			Usage: "spool bytes per plan (commit unit); memory for dedupe keys grows with it"},
 		&cli.GenericFlag{Name: "target-file-bytes", Value: sizeFlag(256 << 20), EnvVars: []string{"SGLOAD_TARGET_FILE_BYTES"}, Category: "Tuning:",
 			Usage: "roll to a new Parquet file at this encoded size"},
-		&cli.IntFlag{Name: "row-group-rows", Value: 122880, EnvVars: []string{"SGLOAD_ROW_GROUP_ROWS"}, Category: "Tuning:",
+		&cli.IntFlag{Name: "row-group-rows", Value: 64 << 10, EnvVars: []string{"SGLOAD_ROW_GROUP_ROWS"}, Category: "Tuning:",
 			Usage: "end a row group at this many rows"},
 		&cli.GenericFlag{Name: "row-group-bytes", Value: sizeFlag(96 << 20), EnvVars: []string{"SGLOAD_ROW_GROUP_BYTES"}, Category: "Tuning:",
 			Usage: "or once its rows took this much memory before encoding (it holds about a quarter of that, compressed, while written)"},
