@@ -59,7 +59,29 @@ type countingWriter struct{ n int64 }
 
 func (w *countingWriter) Write(p []byte) (int, error) { w.n += int64(len(p)); return len(p), nil }
 
-// BenchmarkWriters compares the two Parquet implementations on the same
+// writerNames are the writers testWriters makes, sgload's first.
+var writerNames = []string{"parquet-go", "arrow", "arrowcols"}
+
+// testWriters makes sgload's writer and the Arrow ones it is compared with.
+func testWriters(tb testing.TB) map[string]func(io.Writer, *schema.Table) RowGroupWriter {
+	arrowWriter := func(aw RowGroupWriter, err error) RowGroupWriter {
+		if err != nil {
+			tb.Fatal(err)
+		}
+		return aw
+	}
+	return map[string]func(io.Writer, *schema.Table) RowGroupWriter{
+		"parquet-go": func(w io.Writer, t *schema.Table) RowGroupWriter { return NewWriter(w, t, Options{}) },
+		"arrow": func(w io.Writer, t *schema.Table) RowGroupWriter {
+			return arrowWriter(NewArrowWriter(w, t, Options{}))
+		},
+		"arrowcols": func(w io.Writer, t *schema.Table) RowGroupWriter {
+			return arrowWriter(NewArrowColumnWriter(w, t))
+		},
+	}
+}
+
+// BenchmarkWriters compares the Parquet implementations on the same
 // batches: SGLOAD_BENCH_EVENTS names an NDJSON file (make bench-flush uses
 // 2M events); the default is the 2,000-event sample.
 func BenchmarkWriters(b *testing.B) {
@@ -72,17 +94,8 @@ func BenchmarkWriters(b *testing.B) {
 	for _, bt := range batches {
 		rows += bt.Len()
 	}
-	writers := map[string]func(io.Writer, *schema.Table) RowGroupWriter{
-		"parquet-go": func(w io.Writer, t *schema.Table) RowGroupWriter { return NewWriter(w, t, Options{}) },
-		"arrow": func(w io.Writer, t *schema.Table) RowGroupWriter {
-			aw, err := NewArrowWriter(w, t, Options{})
-			if err != nil {
-				b.Fatal(err)
-			}
-			return aw
-		},
-	}
-	for _, name := range []string{"parquet-go", "arrow"} {
+	writers := testWriters(b)
+	for _, name := range writerNames {
 		b.Run(name, func(b *testing.B) {
 			var out countingWriter
 			var peak uint64

@@ -33,7 +33,7 @@ func TestParquetSchemaGolden(t *testing.T) {
 	}
 }
 
-// TestWritersReadBackInDuckDB writes the drift payloads with both writers
+// TestWritersReadBackInDuckDB writes the drift payloads with every writer
 // and has DuckDB read them: types as declared, every column present (the
 // all-null ones too), values as coerced.
 func TestWritersReadBackInDuckDB(t *testing.T) {
@@ -43,18 +43,14 @@ func TestWritersReadBackInDuckDB(t *testing.T) {
 		rows += b.Len()
 	}
 	dir := t.TempDir()
-	for _, name := range []string{"parquet-go", "arrow"} {
+	writers := testWriters(t)
+	for _, name := range writerNames {
 		for i, b := range batches {
 			f, err := os.Create(filepath.Join(dir, name+"-"+b.Table.Name+"-"+string(rune('a'+i))+".parquet"))
 			if err != nil {
 				t.Fatal(err)
 			}
-			var w RowGroupWriter
-			if name == "parquet-go" {
-				w = NewWriter(f, b.Table, Options{})
-			} else if w, err = NewArrowWriter(f, b.Table, Options{}); err != nil {
-				t.Fatal(err)
-			}
+			w := writers[name](f, b.Table)
 			if err := w.WriteRowGroup(b); err != nil {
 				t.Fatal(err)
 			}
@@ -65,7 +61,7 @@ func TestWritersReadBackInDuckDB(t *testing.T) {
 		}
 	}
 	db := duckcheck.Open(t)
-	for _, name := range []string{"parquet-go", "arrow"} {
+	for _, name := range writerNames {
 		t.Run(name, func(t *testing.T) {
 			src := "read_parquet('" + filepath.Join(dir, name+"-*.parquet") + "')"
 			if n := duckcheck.Int(t, db, "SELECT count(*) FROM "+src); n != int64(rows) {
