@@ -249,20 +249,10 @@ func (w *ArrowColumnWriter) WriteRowGroup(b *schema.Batch) error {
 			}
 			_, err = cw.(*file.ByteArrayColumnChunkWriter).WriteBatch(w.bytes, defs, nil)
 		case schema.Int64, schema.Timestamp:
-			w.ints = w.ints[:0]
-			for r := 0; r < n; r++ {
-				if col.Valid[r] {
-					w.ints = append(w.ints, col.Ints[r])
-				}
-			}
+			w.ints = present(w.ints[:0], col.Ints[:n], col.Valid)
 			_, err = cw.(*file.Int64ColumnChunkWriter).WriteBatch(w.ints, defs, nil)
 		case schema.Bool:
-			w.bools = w.bools[:0]
-			for r := 0; r < n; r++ {
-				if col.Valid[r] {
-					w.bools = append(w.bools, col.Bools[r])
-				}
-			}
+			w.bools = present(w.bools[:0], col.Bools[:n], col.Valid)
 			_, err = cw.(*file.BooleanColumnChunkWriter).WriteBatch(w.bools, defs, nil)
 		case schema.StringList:
 			// Definition level 0 = null list, 1 = empty list, 2 = an item.
@@ -296,3 +286,13 @@ func (w *ArrowColumnWriter) WriteRowGroup(b *schema.Batch) error {
 
 // Close implements RowGroupWriter.
 func (w *ArrowColumnWriter) Close() error { return w.w.Close() }
+
+// present appends the values of vals whose row is valid (not null).
+func present[T any](dst, vals []T, valid []bool) []T {
+	for r, v := range vals {
+		if valid[r] {
+			dst = append(dst, v)
+		}
+	}
+	return dst
+}

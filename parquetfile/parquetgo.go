@@ -213,37 +213,16 @@ func (w *Writer) WriteRows(b *schema.Batch) error {
 			start := uint32(0)
 			for r := 0; r < b.Len(); r++ {
 				end := col.Ends[r]
-				switch {
-				case c.Required:
-					w.values = append(w.values, parquet.ByteArrayValue(col.Data[start:end]))
-				case col.Valid[r]:
-					w.values = append(w.values, parquet.ByteArrayValue(col.Data[start:end]).Level(0, 1, leaf))
-				default:
-					w.values = append(w.values, null)
-				}
+				w.values = append(w.values, cell(parquet.ByteArrayValue(col.Data[start:end]), c.Required, col.Valid[r], leaf))
 				start = end
 			}
 		case schema.Int64, schema.Timestamp:
 			for r := 0; r < b.Len(); r++ {
-				switch {
-				case c.Required:
-					w.values = append(w.values, parquet.Int64Value(col.Ints[r]))
-				case col.Valid[r]:
-					w.values = append(w.values, parquet.Int64Value(col.Ints[r]).Level(0, 1, leaf))
-				default:
-					w.values = append(w.values, null)
-				}
+				w.values = append(w.values, cell(parquet.Int64Value(col.Ints[r]), c.Required, col.Valid[r], leaf))
 			}
 		case schema.Bool:
 			for r := 0; r < b.Len(); r++ {
-				switch {
-				case c.Required:
-					w.values = append(w.values, parquet.BooleanValue(col.Bools[r]))
-				case col.Valid[r]:
-					w.values = append(w.values, parquet.BooleanValue(col.Bools[r]).Level(0, 1, leaf))
-				default:
-					w.values = append(w.values, null)
-				}
+				w.values = append(w.values, cell(parquet.BooleanValue(col.Bools[r]), c.Required, col.Valid[r], leaf))
 			}
 		case schema.StringList:
 			// optional group (LIST) { repeated group list { required binary element } }:
@@ -273,6 +252,18 @@ func (w *Writer) WriteRows(b *schema.Batch) error {
 		w.values = nil
 	}
 	return nil
+}
+
+// cell is v as a required column's value, an optional column's set value,
+// or a null.
+func cell(v parquet.Value, required, valid bool, leaf int) parquet.Value {
+	switch {
+	case required:
+		return v
+	case valid:
+		return v.Level(0, 1, leaf)
+	}
+	return parquet.NullValue()
 }
 
 // Reset starts a new file on out with the same table and options, keeping
