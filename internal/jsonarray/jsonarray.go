@@ -3,7 +3,9 @@
 // out each object's exact bytes, for flush, per event), and the nesting
 // depth of a value. It relies on its input being valid JSON, which the
 // webhook checks before anything reaches the spool, so the walk only tracks
-// nesting and skips strings.
+// nesting and skips strings. Members, which reads one object's top-level
+// members, checks the grammar itself, as its callers rely on it to agree
+// with a parser.
 //
 // It also holds the rules beyond JSON syntax that serve and flush share
 // (CheckEvent), so that serve refuses at once what flush could not load.

@@ -12,8 +12,8 @@ import "bytes"
 // punctuation and whitespace follow RFC 8259 exactly, so whatever it
 // accepts fastjson parses, with the same members. Like fastjson it does not
 // check what is inside a string beyond finding its end. It lets flush's
-// first pass read the members the dedupe rule needs without building a
-// parse tree (a third of that pass's time).
+// first pass read the members the dedupe rule needs without a separate
+// depth walk and a parse tree, in less than half the time (BENCHMARKS.md).
 func Members(obj []byte, fn func(key, value []byte)) bool {
 	i := skipSpace(obj, 0)
 	if i >= len(obj) || obj[i] != '{' {

@@ -65,7 +65,7 @@ func TestMembers(t *testing.T) {
 // MaxDepth.
 func FuzzMembers(f *testing.F) {
 	f.Add([]byte(`{"event":"open","sg_event_id":"X","a":[1,{"b":2.5e-3}],"c":null,"d":true}`))
-	f.Add([]byte(`{"a\\"b":"c\"d","e":[[[]]],"f":{}}`))
+	f.Add([]byte(`{"a\"b":"c\\d","e":[[[]]],"f":{}}`))
 	f.Add([]byte(` {"timestamp":-0,"x":"\u00e9"} `))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		type member struct{ key, value string }
