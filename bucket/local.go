@@ -95,17 +95,10 @@ func (d folder) write(ctx context.Context, key string, r io.Reader, opts *blob.W
 	if opts == nil {
 		opts = &blob.WriterOptions{}
 	}
-	p, err := d.path(key)
+	p, tmp, err := d.tmpFor(key)
 	if err != nil {
 		return err
 	}
-	dir := filepath.Dir(p)
-	if err := durable.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	var rnd [8]byte
-	_, _ = rand.Read(rnd[:]) // crypto/rand does not fail on Linux
-	tmp := p + "." + hex.EncodeToString(rnd[:]) + durable.TmpSuffix
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {
 		return fmt.Errorf("write %s: %w", key, err)
@@ -131,17 +124,31 @@ func (d folder) write(ctx context.Context, key string, r io.Reader, opts *blob.W
 	if err != nil {
 		return fmt.Errorf("close %s: %w", tmp, err)
 	}
-	return d.place(ctx, key, tmp, p, opts)
+	return d.place(ctx, key, tmp, p, opts.IfNotExist)
+}
+
+// tmpFor returns the path of key's object and a new temporary name beside
+// it, its folders made.
+func (d folder) tmpFor(key string) (p, tmp string, err error) {
+	if p, err = d.path(key); err != nil {
+		return "", "", err
+	}
+	if err := durable.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return "", "", err
+	}
+	var rnd [8]byte
+	_, _ = rand.Read(rnd[:]) // crypto/rand does not fail on Linux
+	return p, p + "." + hex.EncodeToString(rnd[:]) + durable.TmpSuffix, nil
 }
 
 // place gives the durable temporary file tmp its name p: renamed over any
-// object there, or hard-linked for IfNotExist (a link fails if the name
+// object there, or hard-linked when ifNotExist (a link fails if the name
 // exists); then the folders are fsynced.
-func (d folder) place(ctx context.Context, key, tmp, p string, opts *blob.WriterOptions) error {
+func (d folder) place(ctx context.Context, key, tmp, p string, ifNotExist bool) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("write %s: %w", key, err)
 	}
-	if opts.IfNotExist {
+	if ifNotExist {
 		if err := os.Link(tmp, p); err != nil {
 			if errors.Is(err, fs.ErrExist) {
 				return &existsError{key: key}
@@ -163,19 +170,10 @@ var errOtherFileSystem = errors.New("not on the bucket folder's file system")
 // is fine). ContentMD5 is not checked again: the bytes are the ones the
 // caller hashed, not a copy of them.
 func (d folder) link(ctx context.Context, key, src string, opts *blob.WriterOptions) error {
-	if opts == nil {
-		opts = &blob.WriterOptions{}
-	}
-	p, err := d.path(key)
+	p, tmp, err := d.tmpFor(key)
 	if err != nil {
 		return err
 	}
-	if err := durable.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-		return err
-	}
-	var rnd [8]byte
-	_, _ = rand.Read(rnd[:])
-	tmp := p + "." + hex.EncodeToString(rnd[:]) + durable.TmpSuffix
 	if err := os.Link(src, tmp); err != nil {
 		if errors.Is(err, syscall.EXDEV) {
 			return errOtherFileSystem
@@ -192,7 +190,7 @@ func (d folder) link(ctx context.Context, key, src string, opts *blob.WriterOpti
 	if err != nil {
 		return fmt.Errorf("fsync %s: %w", tmp, err)
 	}
-	return d.place(ctx, key, tmp, p, opts)
+	return d.place(ctx, key, tmp, p, opts != nil && opts.IfNotExist)
 }
 
 // syncDirs fsyncs dir and every folder above it up to the root, so the new

@@ -169,7 +169,7 @@ var _ RowGroupWriter = (*ArrowColumnWriter)(nil)
 func NewArrowColumnWriter(out io.Writer, t *schema.Table) (*ArrowColumnWriter, error) {
 	props := []parquet.WriterProperty{parquet.WithCompression(compress.Codecs.Zstd), parquet.WithCompressionLevel(1),
 		parquet.WithDictionaryDefault(false), parquet.WithDataPageSize(1 << 20), parquet.WithStats(true),
-		parquet.WithCompressionLevelFor("sg_event_id", 7), parquet.WithCreatedBy("sgload")}
+		parquet.WithCreatedBy("sgload")}
 	var nodes pqschema.FieldList
 	for _, c := range t.Columns {
 		rep := parquet.Repetitions.Optional
@@ -177,6 +177,9 @@ func NewArrowColumnWriter(out io.Writer, t *schema.Table) (*ArrowColumnWriter, e
 			rep = parquet.Repetitions.Required
 		}
 		l := layoutOf(c)
+		if l.codec == strongZstd {
+			props = append(props, parquet.WithCompressionLevelFor(c.Name, 7)) // zstd's level of SpeedBetterCompression
+		}
 		switch {
 		case l.encoding == &pgparquet.RLEDictionary:
 			props = append(props, parquet.WithDictionaryFor(c.Name, true))

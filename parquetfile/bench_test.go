@@ -59,25 +59,25 @@ type countingWriter struct{ n int64 }
 
 func (w *countingWriter) Write(p []byte) (int, error) { w.n += int64(len(p)); return len(p), nil }
 
-// writerNames are the writers testWriters makes, sgload's first.
-var writerNames = []string{"parquet-go", "arrow", "arrowcols"}
+// testWriter is one of the writers the tests and the benchmark compare.
+type testWriter struct {
+	name string
+	open func(io.Writer, *schema.Table) RowGroupWriter
+}
 
-// testWriters makes sgload's writer and the Arrow ones it is compared with.
-func testWriters(tb testing.TB) map[string]func(io.Writer, *schema.Table) RowGroupWriter {
+// testWriters are sgload's writer, first, and the Arrow ones it is
+// compared with.
+func testWriters(tb testing.TB) []testWriter {
 	arrowWriter := func(aw RowGroupWriter, err error) RowGroupWriter {
 		if err != nil {
 			tb.Fatal(err)
 		}
 		return aw
 	}
-	return map[string]func(io.Writer, *schema.Table) RowGroupWriter{
-		"parquet-go": func(w io.Writer, t *schema.Table) RowGroupWriter { return NewWriter(w, t, Options{}) },
-		"arrow": func(w io.Writer, t *schema.Table) RowGroupWriter {
-			return arrowWriter(NewArrowWriter(w, t, Options{}))
-		},
-		"arrowcols": func(w io.Writer, t *schema.Table) RowGroupWriter {
-			return arrowWriter(NewArrowColumnWriter(w, t))
-		},
+	return []testWriter{
+		{"parquet-go", func(w io.Writer, t *schema.Table) RowGroupWriter { return NewWriter(w, t, Options{}) }},
+		{"arrow", func(w io.Writer, t *schema.Table) RowGroupWriter { return arrowWriter(NewArrowWriter(w, t, Options{})) }},
+		{"arrowcols", func(w io.Writer, t *schema.Table) RowGroupWriter { return arrowWriter(NewArrowColumnWriter(w, t)) }},
 	}
 }
 
@@ -94,9 +94,8 @@ func BenchmarkWriters(b *testing.B) {
 	for _, bt := range batches {
 		rows += bt.Len()
 	}
-	writers := testWriters(b)
-	for _, name := range writerNames {
-		b.Run(name, func(b *testing.B) {
+	for _, tw := range testWriters(b) {
+		b.Run(tw.name, func(b *testing.B) {
 			var out countingWriter
 			var peak uint64
 			b.ReportAllocs()
@@ -105,7 +104,7 @@ func BenchmarkWriters(b *testing.B) {
 				out.n = 0
 				runtime.GC()
 				for _, bt := range batches {
-					w := writers[name](&out, bt.Table)
+					w := tw.open(&out, bt.Table)
 					if err := w.WriteRowGroup(bt); err != nil {
 						b.Fatal(err)
 					}

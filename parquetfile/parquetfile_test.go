@@ -44,13 +44,13 @@ func TestWritersReadBackInDuckDB(t *testing.T) {
 	}
 	dir := t.TempDir()
 	writers := testWriters(t)
-	for _, name := range writerNames {
+	for _, tw := range writers {
 		for i, b := range batches {
-			f, err := os.Create(filepath.Join(dir, name+"-"+b.Table.Name+"-"+string(rune('a'+i))+".parquet"))
+			f, err := os.Create(filepath.Join(dir, tw.name+"-"+b.Table.Name+"-"+string(rune('a'+i))+".parquet"))
 			if err != nil {
 				t.Fatal(err)
 			}
-			w := writers[name](f, b.Table)
+			w := tw.open(f, b.Table)
 			if err := w.WriteRowGroup(b); err != nil {
 				t.Fatal(err)
 			}
@@ -61,9 +61,9 @@ func TestWritersReadBackInDuckDB(t *testing.T) {
 		}
 	}
 	db := duckcheck.Open(t)
-	for _, name := range writerNames {
-		t.Run(name, func(t *testing.T) {
-			src := "read_parquet('" + filepath.Join(dir, name+"-*.parquet") + "')"
+	for _, tw := range writers {
+		t.Run(tw.name, func(t *testing.T) {
+			src := "read_parquet('" + filepath.Join(dir, tw.name+"-*.parquet") + "')"
 			if n := duckcheck.Int(t, db, "SELECT count(*) FROM "+src); n != int64(rows) {
 				t.Fatalf("DuckDB reads %d rows, wrote %d", n, rows)
 			}

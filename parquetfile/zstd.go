@@ -17,14 +17,35 @@ import (
 // the bytes a flush allocated, when they were pooled).
 type zstdCodec struct {
 	level zstd.EncoderLevel
-	enc   chan *zstd.Encoder
-	dec   chan *zstd.Decoder
+	enc   idle[*zstd.Encoder]
+	dec   idle[*zstd.Decoder]
 }
+
+// idle holds up to idleCoders coders nobody is using.
+type idle[T any] chan T
 
 // idleCoders is how many encoders (and decoders) each codec keeps: more
 // than the goroutines that compress at once, which is the number of
 // flush's writers.
 const idleCoders = 8
+
+// get returns an idle coder, or a new one.
+func (c idle[T]) get(create func() (T, error)) (T, error) {
+	select {
+	case x := <-c:
+		return x, nil
+	default:
+		return create()
+	}
+}
+
+// put keeps x for the next get, unless as many are idle as kept.
+func (c idle[T]) put(x T) {
+	select {
+	case c <- x:
+	default:
+	}
+}
 
 var (
 	sharedZstd = newZstdCodec(zstd.SpeedFastest)
@@ -32,46 +53,29 @@ var (
 )
 
 func newZstdCodec(level zstd.EncoderLevel) *zstdCodec {
-	return &zstdCodec{level: level, enc: make(chan *zstd.Encoder, idleCoders), dec: make(chan *zstd.Decoder, idleCoders)}
+	return &zstdCodec{level: level, enc: make(idle[*zstd.Encoder], idleCoders), dec: make(idle[*zstd.Decoder], idleCoders)}
 }
 
 func (c *zstdCodec) String() string                            { return "ZSTD" }
 func (c *zstdCodec) CompressionCodec() format.CompressionCodec { return format.Zstd }
 
 func (c *zstdCodec) Encode(dst, src []byte) ([]byte, error) {
-	var e *zstd.Encoder
-	select {
-	case e = <-c.enc:
-	default:
-		var err error
-		e, err = zstd.NewWriter(nil, zstd.WithEncoderLevel(c.level), zstd.WithEncoderConcurrency(1),
+	e, err := c.enc.get(func() (*zstd.Encoder, error) {
+		return zstd.NewWriter(nil, zstd.WithEncoderLevel(c.level), zstd.WithEncoderConcurrency(1),
 			zstd.WithWindowSize(1<<20), zstd.WithZeroFrames(true), zstd.WithEncoderCRC(false))
-		if err != nil {
-			return nil, err
-		}
+	})
+	if err != nil {
+		return nil, err
 	}
-	dst = e.EncodeAll(src, dst[:0])
-	select {
-	case c.enc <- e:
-	default: // as many idle as kept: let this one go
-	}
-	return dst, nil
+	defer c.enc.put(e)
+	return e.EncodeAll(src, dst[:0]), nil
 }
 
 func (c *zstdCodec) Decode(dst, src []byte) ([]byte, error) {
-	var d *zstd.Decoder
-	select {
-	case d = <-c.dec:
-	default:
-		var err error
-		if d, err = zstd.NewReader(nil, zstd.WithDecoderConcurrency(1)); err != nil {
-			return nil, err
-		}
+	d, err := c.dec.get(func() (*zstd.Decoder, error) { return zstd.NewReader(nil, zstd.WithDecoderConcurrency(1)) })
+	if err != nil {
+		return nil, err
 	}
-	dst, err := d.DecodeAll(src, dst[:0])
-	select {
-	case c.dec <- d:
-	default:
-	}
-	return dst, err
+	defer c.dec.put(d)
+	return d.DecodeAll(src, dst[:0])
 }

@@ -154,8 +154,7 @@ func (k *KeyReader) quickKey(raw []byte) (EventKey, bool) {
 			out.Time = scaleMicros(n)
 		}
 	}
-	k.c.hbuf = appendIDKeyInput(k.c.hbuf[:0], out.Table, out.ID)
-	out.Key = keyOf(k.c.hbuf)
+	out.Key = k.c.idKey(out.Table, out.ID)
 	return out, true
 }
 
@@ -297,10 +296,15 @@ type memberRef struct {
 // is id (nil when absent) and whose parsed whole is event.
 func (c *canon) key(table string, id, event *fastjson.Value) ([]byte, Key) {
 	if text := idText(id, &c.buf); text != nil {
-		c.hbuf = appendIDKeyInput(c.hbuf[:0], table, text)
-		return text, keyOf(c.hbuf)
+		return text, c.idKey(table, text)
 	}
 	return nil, c.fingerprint(event)
+}
+
+// idKey is IDKey on c's own buffer.
+func (c *canon) idKey(table string, id []byte) Key {
+	c.hbuf = appendIDKeyInput(c.hbuf[:0], table, id)
+	return keyOf(c.hbuf)
 }
 
 // fingerprint is xxh3-128 of v in canonical JSON: object members sorted by

@@ -1,9 +1,9 @@
 package schema
 
 import (
-	"bytes"
-	"os"
 	"testing"
+
+	"github.com/sgload/sgload/spool/spooltest"
 )
 
 // TestDedupeRule pins the one rule: same type and same id, or (without an
@@ -134,13 +134,9 @@ func FuzzDedupeKey(f *testing.F) {
 // quick path (the speed of flush's first pass rests on it); the rest (no
 // sg_event_id: their key is the fingerprint of the parsed event) do not.
 func TestQuickKeyReadsSendGridEvents(t *testing.T) {
-	b, err := os.ReadFile("../testdata/events/sample-2000.ndjson")
-	if err != nil {
-		t.Fatal(err)
-	}
 	var kr KeyReader
 	quick := 0
-	for _, line := range bytes.Split(bytes.TrimSpace(b), []byte("\n")) {
+	for _, line := range spooltest.Lines(t, "../testdata/events/sample-2000.ndjson") {
 		k, ok := kr.quickKey(line)
 		_, want, err := kr.Parse(line)
 		if err != nil {

@@ -225,7 +225,6 @@ func TestFlushExitsWhenStorageFreezes(t *testing.T) {
 	case <-time.After(bound):
 		t.Fatalf("flush against a frozen store still running after %s", bound)
 	}
-	<-p.done
 	logs := p.rawLogs()
 	if code := p.cmd.ProcessState.ExitCode(); code != 1 || !strings.Contains(logs, "error: ") ||
 		!strings.Contains(logs, "no progress") || !strings.Contains(logs, "hint: the bucket stopped answering") {

@@ -62,7 +62,6 @@ type proc struct {
 	raw strings.Builder
 }
 
-// rawLogs is everything the process wrote to stderr so far.
 // wait reads stderr to its end, then reaps the process: Wait closes the
 // pipe, so calling it first can lose the last lines (the error and hint).
 func (p *proc) wait() error {
@@ -70,6 +69,7 @@ func (p *proc) wait() error {
 	return p.cmd.Wait()
 }
 
+// rawLogs is everything the process wrote to stderr so far.
 func (p *proc) rawLogs() string {
 	p.mu.Lock()
 	defer p.mu.Unlock()

@@ -242,7 +242,6 @@ func TestLogLinesHaveNoDuplicateKeys(t *testing.T) {
 	}
 	p.cmd.Process.Signal(os.Interrupt)
 	p.wait()
-	<-p.done
 	spoolLines := 0
 	for _, l := range strings.Split(strings.TrimSpace(p.rawLogs()), "\n") {
 		if !strings.HasPrefix(l, "{") {

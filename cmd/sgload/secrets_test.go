@@ -182,7 +182,6 @@ func TestSecretsNeverPrinted(t *testing.T) {
 	p.waitLog(t, "raw tee delivery failed")
 	p.cmd.Process.Kill()
 	p.wait()
-	<-p.done
 	keep("serve", p.rawLogs())
 	issued := tok.AccessToken
 
@@ -192,7 +191,6 @@ func TestSecretsNeverPrinted(t *testing.T) {
 	r.waitLog(t, "flush failed")
 	r.cmd.Process.Kill()
 	r.wait()
-	<-r.done
 	keep("run", r.rawLogs())
 
 	secrets := []string{issued}

@@ -16,7 +16,6 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"fmt"
-	"github.com/sgload/sgload/internal/backoff"
 	"io"
 	"net"
 	"net/http"
@@ -27,6 +26,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/sgload/sgload/internal/backoff"
 )
 
 // Signer signs bodies as SendGrid's Signed Event Webhook does.

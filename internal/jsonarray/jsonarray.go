@@ -12,7 +12,6 @@
 package jsonarray
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"unicode/utf8"
@@ -86,10 +85,7 @@ func Depth(b []byte) int {
 // walk calls fn on each object of the array b; *deepest gets the deepest
 // nesting inside an element (the element being 1).
 func walk(b []byte, fn func([]byte) bool, deepest *int) bool {
-	i := 0
-	for i < len(b) && isSpace(b[i]) {
-		i++
-	}
+	i := skipSpace(b, 0)
 	if i >= len(b) || b[i] != '[' {
 		return false
 	}
@@ -126,22 +122,12 @@ func walk(b []byte, fn func([]byte) bool, deepest *int) bool {
 }
 
 // stringEnd returns the index of the quote that closes the string opening at
-// b[i]. A quote is escaped when an odd number of backslashes precede it.
+// b[i], or the last index of b when none does.
 func stringEnd(b []byte, i int) int {
-	for {
-		j := bytes.IndexByte(b[i+1:], '"')
-		if j < 0 {
-			return len(b) - 1
-		}
-		i += j + 1
-		k := i - 1
-		for b[k] == '\\' {
-			k--
-		}
-		if (i-1-k)%2 == 0 {
-			return i
-		}
+	if e, ok := closeQuote(b, i); ok {
+		return e
 	}
+	return len(b) - 1
 }
 
 func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\r' || c == '\n' }

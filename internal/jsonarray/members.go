@@ -67,7 +67,8 @@ func key(b []byte, i int) (start, end, next int, ok bool) {
 }
 
 // closeQuote returns the index of the quote that closes the string opening
-// at b[i], if there is one.
+// at b[i], if there is one. A quote is escaped when an odd number of
+// backslashes precede it.
 func closeQuote(b []byte, i int) (int, bool) {
 	for {
 		j := bytes.IndexByte(b[i+1:], '"')
