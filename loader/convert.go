@@ -25,12 +25,13 @@ import (
 
 // Pass 2 of a plan, the conversion:
 //
-//	spills (pass 1) --partition--> writer goroutine: merge by ordinal, map, encode --file--> upload
+//	spills (pass 1) --partition--> writer goroutine: merge the runs, map, encode --file--> upload
 //
 // Each goroutine takes the largest partition left and writes it whole: its
-// rows, in the order they were received, mapped into a small batch that is
-// encoded into the open row group (pages are compressed as they fill, so a
-// row group costs its compressed size in memory, not its rows); a row group
+// rows, merged from pass 1's sorted runs in email order (spill.go), mapped
+// into a small batch that is encoded into the open row group (pages are
+// compressed as they fill, so a row group costs its compressed size in
+// memory, not its rows); a row group
 // ends at RowGroupRows or RowGroupBytes of rows, a file once it reaches
 // TargetFileBytes. What goes where depends on the data and the tuning flags,
 // never on timing, so output is reproducible; exactly-once rests on the

@@ -187,7 +187,7 @@ func (k *keyWorker) item(it item) error {
 		if k.legacy {
 			k.set.AddLegacy(it.base+i, dedupe.LegacyKey(raw, key.ID))
 		}
-		k.e.ordinal, k.e.seq, k.e.raw = int64(it.base+i), rec.Sequence+int64(i), raw
+		k.e.ordinal, k.e.seq, k.e.raw, k.e.email = int64(it.base+i), rec.Sequence+int64(i), raw, key.Email
 		part := layout.Partition{Kind: layout.Events, Table: key.Table, Day: eventDay(key.Time, rec)}
 		if err := k.spill.add(part, &k.e); err != nil {
 			return err
@@ -212,7 +212,7 @@ func (k *keyWorker) objects(it item, coll string) error {
 		return fmt.Errorf("%s snapshot record at sequence %d does not hold its %d objects", table, rec.Sequence, rec.Events)
 	}
 	k.events += int64(len(objs))
-	k.e.extra = []byte(rec.Header[spool.HeaderSyncID])
+	k.e.extra, k.e.email = []byte(rec.Header[spool.HeaderSyncID]), nil
 	part := layout.Partition{Kind: layout.Objects, Table: table, Day: eventDay(0, rec)}
 	for i, obj := range objs {
 		k.e.ordinal, k.e.seq, k.e.raw = int64(it.base+i), rec.Sequence+int64(i), obj

@@ -87,6 +87,9 @@ func FuzzDedupeKey(f *testing.F) {
 	f.Add([]byte(`{"ev\u0065nt":"click","event":"open","sg_event_id":"i","timestamp":"1700000000"}`))
 	f.Add([]byte(`{"event":null,"sg_event_id":"","timestamp":0}`))
 	f.Add([]byte(`{"event":"open","sg_event_id":"i\u0031","timestamp":-5}`))
+	f.Add([]byte(`{"email":"a\u0040b","event":"open","sg_event_id":"i","email":"c"}`))
+	f.Add([]byte(`{"email":"","event":"open","sg_event_id":"i"}`))
+	f.Add([]byte(`{"email":7,"event":"open","sg_event_id":"i"}`))
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		var kr KeyReader
 		k, err := kr.Key(raw)
@@ -97,7 +100,8 @@ func FuzzDedupeKey(f *testing.F) {
 			if err != nil {
 				t.Fatalf("quick key read %q, the parser did not: %v", raw, err)
 			}
-			if quick.Table != want.Table || quick.Time != want.Time || string(quick.ID) != string(want.ID) || quick.Key != want.Key {
+			if quick.Table != want.Table || quick.Time != want.Time || string(quick.ID) != string(want.ID) || quick.Key != want.Key ||
+				string(quick.Email) != string(want.Email) {
 				t.Fatalf("%q: quick key %+v, parsed %+v", raw, quick, want)
 			}
 		}
