@@ -222,10 +222,11 @@ func (pw *partWriter) write(ctx context.Context, k layout.Partition) error {
 			pw.objs[k.Table] = om
 		}
 	}
-	merge, err := newSpillMerge(c.keys.spills, k)
+	merge, err := newSpillMerge(c.keys.workDir, c.keys.spills, k)
 	if err != nil {
 		return err
 	}
+	defer merge.close()
 	pw.k, pw.n = k, 0
 	var errorRows, mapped int64
 	defer func() {

@@ -1,6 +1,7 @@
 package loader
 
 import (
+	"bufio"
 	"bytes"
 	"cmp"
 	"encoding/binary"
@@ -24,7 +25,8 @@ import (
 // whatever the number of partitions.
 //
 // Within a partition, rows are written in entry order: by email, events
-// without one last, then by ordinal (the order they were received).
+// without one (missing, null, empty or not a string: EventKey.Email) last,
+// then by ordinal (the order they were received).
 // Objects have no email, so they keep the order they were received in.
 // One person's events side by side (a message's processed, delivered,
 // opens and clicks, and their other messages) share the address, the
@@ -34,15 +36,23 @@ import (
 // min and max let a lookup or an erasure by address skip the rest.
 //
 // It is an external sort: each block is sorted before it is written (a
-// sorted run), and pass 2 merges all the runs of a partition, reading each
-// a spillReadBytes window at a time, so pass 2 holds a window per run, not
-// the partition. The order depends on the data alone, never on scheduling.
+// sorted run), and pass 2 merges the runs of a partition, reading each a
+// spillReadBytes window at a time, at most spillFanIn at once, so pass 2
+// holds windows, not the partition. The order depends on the data alone,
+// never on scheduling.
 
 const (
 	spillBlockBytes = 1 << 20
 	spillBudget     = 8 << 20
 	spillReadBytes  = 32 << 10
 )
+
+// spillFanIn is how many runs pass 2 merges at once. A partition with more
+// (many partitions in one plan make the budget write short blocks) is first
+// merged spillFanIn runs at a time into longer runs in a file of their own,
+// so memory stays spillFanIn windows (8 MiB) whatever the number of runs.
+// A variable for the tests.
+var spillFanIn = 256
 
 // spillEntry is one row's input: an event or an object, and what its row
 // needs besides the JSON.
@@ -191,6 +201,9 @@ type spillBuf struct {
 	keys []bufKey
 }
 
+// bufKeyBytes is what a bufKey adds to a buffer's memory.
+const bufKeyBytes = 40
+
 // bufKey is one entry of a spillBuf: b[off:end], its email b[email:email+n].
 // It is small because sorting moves it; a block holds spillBlockBytes and
 // at most one event more, so 32-bit offsets do.
@@ -224,7 +237,7 @@ func (s *spillWriter) add(k layout.Partition, e *spillEntry) error {
 	email := len(sb.b) - len(e.raw) - uvarintLen(uint64(len(e.raw))) - len(e.email)
 	sb.keys = append(sb.keys, bufKey{prefix: emailPrefix(e.email), ordinal: e.ordinal,
 		off: uint32(before), end: uint32(len(sb.b)), email: uint32(email), n: uint32(len(e.email))})
-	s.held += len(sb.b) - before
+	s.held += len(sb.b) - before + bufKeyBytes
 	s.rows[k]++
 	s.raw[k] += int64(len(e.raw))
 	if len(sb.b) >= spillBlockBytes {
@@ -278,7 +291,7 @@ func (s *spillWriter) writeBlock(k layout.Partition) error {
 	n := len(sb.b)
 	s.blocks[k] = append(s.blocks[k], blockRef{off: s.off, len: n})
 	s.off += int64(n)
-	s.held -= n
+	s.held -= n + len(sb.keys)*bufKeyBytes
 	if cap(sb.b) > 2*spillBlockBytes {
 		sb.b = nil // one large event's buffer is not kept for small ones
 	}
@@ -341,6 +354,7 @@ func (s *spillStream) fill() error {
 	if kept >= size/2 {
 		size = 2 * kept
 	}
+	size = int(min(int64(size), int64(kept)+s.end-s.off)) // no more than what is left of the run
 	if cap(s.buf) < size {
 		s.buf = make([]byte, size)
 	}
@@ -365,20 +379,49 @@ type spillMerge struct {
 	// match, run i's leaf being node len(runs)+i.
 	tree  []int
 	begun bool
+	files []*os.File // longer runs merged from the spills' (mergePass)
 }
 
-func newSpillMerge(writers []*spillWriter, k layout.Partition) (*spillMerge, error) {
-	m := &spillMerge{}
+// runRef is where a sorted run is.
+type runRef struct {
+	f        *os.File
+	off, end int64
+}
+
+// newSpillMerge merges partition k's runs from every writer; merge passes
+// write their files into dir. Close removes them.
+func newSpillMerge(dir string, writers []*spillWriter, k layout.Partition) (*spillMerge, error) {
+	var runs []runRef
 	for _, w := range writers {
 		for _, b := range w.blocks[k] {
-			s := &spillStream{f: w.f, off: b.off, end: b.off + int64(b.len)}
-			ok, err := s.next()
-			if err != nil {
-				return nil, err
-			}
-			if ok {
-				m.runs = append(m.runs, s)
-			}
+			runs = append(runs, runRef{f: w.f, off: b.off, end: b.off + int64(b.len)})
+		}
+	}
+	m := &spillMerge{}
+	for len(runs) > spillFanIn {
+		var err error
+		if runs, err = m.mergePass(dir, runs); err != nil {
+			m.close()
+			return nil, err
+		}
+	}
+	if err := m.open(runs); err != nil {
+		m.close()
+		return nil, err
+	}
+	return m, nil
+}
+
+// open starts merging runs.
+func (m *spillMerge) open(runs []runRef) error {
+	for _, r := range runs {
+		s := &spillStream{f: r.f, off: r.off, end: r.end}
+		ok, err := s.next()
+		if err != nil {
+			return err
+		}
+		if ok {
+			m.runs = append(m.runs, s)
 		}
 	}
 	m.done = make([]bool, len(m.runs))
@@ -386,7 +429,56 @@ func newSpillMerge(writers []*spillWriter, k layout.Partition) (*spillMerge, err
 		m.tree = make([]int, len(m.runs))
 		m.tree[0] = m.build(1)
 	}
-	return m, nil
+	return nil
+}
+
+// mergePass merges runs spillFanIn at a time into fewer, longer runs, in a
+// new file of dir.
+func (m *spillMerge) mergePass(dir string, runs []runRef) ([]runRef, error) {
+	f, err := os.CreateTemp(dir, "merge-")
+	if err != nil {
+		return nil, fmt.Errorf("spill merge: %w", err)
+	}
+	m.files = append(m.files, f)
+	w := bufio.NewWriterSize(f, spillReadBytes)
+	var out []runRef
+	var off int64
+	var buf []byte
+	for i := 0; i < len(runs); i += spillFanIn {
+		group := &spillMerge{}
+		if err := group.open(runs[i:min(i+spillFanIn, len(runs))]); err != nil {
+			return nil, err
+		}
+		start := off
+		for {
+			e, err := group.next()
+			if err != nil {
+				return nil, err
+			}
+			if e == nil {
+				break
+			}
+			buf = appendEntry(buf[:0], e)
+			if _, err := w.Write(buf); err != nil {
+				return nil, fmt.Errorf("write %s: %w", f.Name(), err)
+			}
+			off += int64(len(buf))
+		}
+		out = append(out, runRef{f: f, off: start, end: off})
+	}
+	if err := w.Flush(); err != nil {
+		return nil, fmt.Errorf("write %s: %w", f.Name(), err)
+	}
+	return out, nil
+}
+
+// close removes the merge passes' files.
+func (m *spillMerge) close() {
+	for _, f := range m.files {
+		f.Close()
+		os.Remove(f.Name())
+	}
+	m.files = nil
 }
 
 // build plays the matches below node and returns their winner.

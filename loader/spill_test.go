@@ -28,13 +28,19 @@ func TestSpillSortsEachPartition(t *testing.T) {
 		parts   int
 		n       int
 		rawMax  int
+		fanIn   int
 	}{
-		{"one worker, one partition", 1, 1, 3000, 600},
-		{"two workers, blocks full and cut by the budget", 2, 40, 30000, 900},
-		{"entries larger than a read window and a block", 2, 3, 40, 3 * spillBlockBytes / 2},
-		{"empty", 2, 1, 0, 10},
+		{"one worker, one partition", 1, 1, 3000, 600, 0},
+		{"two workers, blocks full and cut by the budget", 2, 40, 30000, 900, 0},
+		{"entries larger than a read window and a block", 2, 3, 40, 3 * spillBlockBytes / 2, 0},
+		{"more runs than the fan-in: merged in passes", 2, 1, 40000, 900, 3},
+		{"empty", 2, 1, 0, 10, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			if tc.fanIn > 0 {
+				defer func(n int) { spillFanIn = n }(spillFanIn)
+				spillFanIn = tc.fanIn
+			}
 			rng := rand.New(rand.NewPCG(1, uint64(tc.n)))
 			emails := []string{"", "a@x", "a@x.org", "anna.longname@example.com", "anna.longname@example.co", "b@y", "zed@z"}
 			var writers []*spillWriter
@@ -70,9 +76,13 @@ func TestSpillSortsEachPartition(t *testing.T) {
 			}
 			for k, es := range want {
 				slices.SortFunc(es, func(a, b spillEntry) int { return entryOrder(&a, &b) })
-				m, err := newSpillMerge(writers, k)
+				dir := t.TempDir()
+				m, err := newSpillMerge(dir, writers, k)
 				if err != nil {
 					t.Fatal(err)
+				}
+				if tc.fanIn > 0 && len(m.files) < 2 {
+					t.Errorf("%v: %d merge passes for %d runs, want at least 2", k, len(m.files), len(writers[0].blocks[k])+len(writers[1].blocks[k]))
 				}
 				for i := 0; ; i++ {
 					e, err := m.next()
@@ -82,6 +92,10 @@ func TestSpillSortsEachPartition(t *testing.T) {
 					if e == nil {
 						if i != len(es) {
 							t.Fatalf("%v: %d entries back, want %d", k, i, len(es))
+						}
+						m.close()
+						if left, _ := os.ReadDir(dir); len(left) != 0 {
+							t.Errorf("close left %d merge files", len(left))
 						}
 						break
 					}
@@ -116,7 +130,7 @@ func TestSpillCutShort(t *testing.T) {
 	if err := os.Truncate(s.path, s.off-10); err != nil {
 		t.Fatal(err)
 	}
-	m, err := newSpillMerge([]*spillWriter{s}, k)
+	m, err := newSpillMerge(t.TempDir(), []*spillWriter{s}, k)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,8 +162,9 @@ func TestRowOrderIsBytewise(t *testing.T) {
 }
 
 // TestFilesSortedByEmail: in every file flush writes, rows are in email
-// order (bytewise, as DuckDB compares text), rows without one last, and
-// among one address in the order they were received.
+// order (bytewise, as DuckDB compares text), rows without one (null or
+// empty; a number would be too) last, and among one address in the order
+// they were received.
 func TestFilesSortedByEmail(t *testing.T) {
 	b := testbucket.Open(t, "file")
 	root := t.TempDir()
@@ -160,7 +175,7 @@ func TestFilesSortedByEmail(t *testing.T) {
 	db := duckcheck.Open(t)
 	rows := duckcheck.Rows(t, db, fmt.Sprintf(`SELECT count(*), count(DISTINCT filename), count(*) FILTER (WHERE
 		  prev_null AND email IS NOT NULL OR prev > email OR prev = email AND prev_seq > _sequence)
-		FROM (SELECT filename, email, _sequence,
+		FROM (SELECT filename, nullif(email, '') AS email, _sequence,
 		        lag(email) OVER w AS prev, lag(email IS NULL) OVER w AS prev_null, lag(_sequence) OVER w AS prev_seq
 		      FROM read_parquet('%s', filename = true, file_row_number = true)
 		      WINDOW w AS (PARTITION BY filename ORDER BY file_row_number))`,
