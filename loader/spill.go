@@ -66,11 +66,6 @@ type spillEntry struct {
 	raw     []byte
 }
 
-// entryOrder is the order of rows in a partition.
-func entryOrder(a, b *spillEntry) int {
-	return rowOrder(emailPrefix(a.email), emailPrefix(b.email), a.email, b.email, a.ordinal, b.ordinal)
-}
-
 // rowOrder orders rows by email, those without one last, then by ordinal.
 // The emails' first sixteen bytes (emailPrefix) decide most comparisons
 // without a call to bytes.Compare (eight did not: many addresses begin
@@ -108,14 +103,16 @@ func emailPrefix(e []byte) prefix {
 	return prefix{binary.BigEndian.Uint64(p[:8]), binary.BigEndian.Uint64(p[8:])}
 }
 
-func appendEntry(b []byte, e *spillEntry) []byte {
+// appendEntry appends e to b and returns where in the result e's email is.
+func appendEntry(b []byte, e *spillEntry) ([]byte, int) {
 	b = binary.AppendUvarint(b, uint64(e.ordinal))
 	b = binary.AppendVarint(b, e.seq)
 	b = binary.AppendVarint(b, e.recv)
 	b = appendBytes(b, e.node)
 	b = appendBytes(b, e.extra)
 	b = appendBytes(b, e.email)
-	return appendBytes(b, e.raw)
+	email := len(b) - len(e.email)
+	return appendBytes(b, e.raw), email
 }
 
 func appendBytes(dst, b []byte) []byte {
@@ -174,13 +171,6 @@ func (d *decoder) bytes() []byte {
 	return b
 }
 
-// blockRef is where one block (one sorted run) of a partition's entries is
-// in a spill file.
-type blockRef struct {
-	off int64
-	len int
-}
-
 // spillWriter is one pass-1 worker's spill file.
 type spillWriter struct {
 	path   string
@@ -188,10 +178,9 @@ type spillWriter struct {
 	off    int64
 	bufs   map[layout.Partition]*spillBuf
 	held   int
-	blocks map[layout.Partition][]blockRef
-	rows   map[layout.Partition]int64
-	raw    map[layout.Partition]int64 // bytes of JSON, for progress and scheduling
-	sorted []byte                     // reused to sort a block
+	blocks map[layout.Partition][]runRef // each block a sorted run
+	raw    map[layout.Partition]int64    // bytes of JSON, for progress and scheduling
+	sorted []byte                        // reused to sort a block
 }
 
 // spillBuf is a partition's block being gathered: its entries, and where
@@ -220,7 +209,7 @@ func newSpillWriter(dir string, worker int) (*spillWriter, error) {
 		return nil, fmt.Errorf("spill file: %w", err)
 	}
 	return &spillWriter{path: path, f: f, bufs: map[layout.Partition]*spillBuf{},
-		blocks: map[layout.Partition][]blockRef{}, rows: map[layout.Partition]int64{}, raw: map[layout.Partition]int64{}}, nil
+		blocks: map[layout.Partition][]runRef{}, raw: map[layout.Partition]int64{}}, nil
 }
 
 // add appends e to partition k.
@@ -231,14 +220,11 @@ func (s *spillWriter) add(k layout.Partition, e *spillEntry) error {
 		s.bufs[k] = sb
 	}
 	before := len(sb.b)
-	sb.b = appendEntry(sb.b, e)
-	// The email is the entry's last field but the JSON: len(raw) bytes and
-	// their length's varint before the end.
-	email := len(sb.b) - len(e.raw) - uvarintLen(uint64(len(e.raw))) - len(e.email)
+	var email int
+	sb.b, email = appendEntry(sb.b, e)
 	sb.keys = append(sb.keys, bufKey{prefix: emailPrefix(e.email), ordinal: e.ordinal,
 		off: uint32(before), end: uint32(len(sb.b)), email: uint32(email), n: uint32(len(e.email))})
 	s.held += len(sb.b) - before + bufKeyBytes
-	s.rows[k]++
 	s.raw[k] += int64(len(e.raw))
 	if len(sb.b) >= spillBlockBytes {
 		return s.writeBlock(k)
@@ -258,12 +244,7 @@ func (s *spillWriter) add(k layout.Partition, e *spillEntry) error {
 	return nil
 }
 
-func uvarintLen(v uint64) int {
-	var b [binary.MaxVarintLen64]byte
-	return binary.PutUvarint(b[:], v)
-}
-
-// sortedBlock returns sb's entries in entryOrder.
+// sortedBlock returns sb's entries in rowOrder.
 func (s *spillWriter) sortedBlock(sb *spillBuf) []byte {
 	order := func(a, b bufKey) int {
 		return rowOrder(a.prefix, b.prefix, sb.b[a.email:a.email+a.n], sb.b[b.email:b.email+b.n], a.ordinal, b.ordinal)
@@ -289,7 +270,7 @@ func (s *spillWriter) writeBlock(k layout.Partition) error {
 		return fmt.Errorf("write %s: %w", s.path, err)
 	}
 	n := len(sb.b)
-	s.blocks[k] = append(s.blocks[k], blockRef{off: s.off, len: n})
+	s.blocks[k] = append(s.blocks[k], runRef{f: s.f, off: s.off, end: s.off + int64(n)})
 	s.off += int64(n)
 	s.held -= n + len(sb.keys)*bufKeyBytes
 	if cap(sb.b) > 2*spillBlockBytes {
@@ -369,7 +350,7 @@ func (s *spillStream) fill() error {
 	return nil
 }
 
-// spillMerge yields a partition's entries from every run in entryOrder,
+// spillMerge yields a partition's entries from every run in rowOrder,
 // through a tree of losers: one comparison per level for each entry, where
 // a binary heap makes two.
 type spillMerge struct {
@@ -393,9 +374,7 @@ type runRef struct {
 func newSpillMerge(dir string, writers []*spillWriter, k layout.Partition) (*spillMerge, error) {
 	var runs []runRef
 	for _, w := range writers {
-		for _, b := range w.blocks[k] {
-			runs = append(runs, runRef{f: w.f, off: b.off, end: b.off + int64(b.len)})
-		}
+		runs = append(runs, w.blocks[k]...)
 	}
 	m := &spillMerge{}
 	for len(runs) > spillFanIn {
@@ -458,7 +437,7 @@ func (m *spillMerge) mergePass(dir string, runs []runRef) ([]runRef, error) {
 			if e == nil {
 				break
 			}
-			buf = appendEntry(buf[:0], e)
+			buf, _ = appendEntry(buf[:0], e)
 			if _, err := w.Write(buf); err != nil {
 				return nil, fmt.Errorf("write %s: %w", f.Name(), err)
 			}
@@ -503,7 +482,7 @@ func (m *spillMerge) beats(a, b int) bool {
 	return rowOrder(x.prefix, y.prefix, x.cur.email, y.cur.email, x.cur.ordinal, y.cur.ordinal) < 0
 }
 
-// next returns the first entry left in entryOrder, nil after the last; it
+// next returns the first entry left in rowOrder, nil after the last; it
 // is valid until the following call.
 func (m *spillMerge) next() (*spillEntry, error) {
 	if len(m.runs) == 0 {

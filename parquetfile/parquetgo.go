@@ -102,9 +102,10 @@ type columnLayout struct {
 // Integers that stay close (_sequence within a plan, timestamp within a
 // day, _synced_at) are delta-encoded: in rows sorted by email they are
 // not monotonic, but their differences still take fewer bits than PLAIN's
-// eight bytes leave zstd's fastest level. The ids are random text: zstd's fastest
-// level stores them as they are, while a stronger level entropy-codes them
-// (a quarter smaller, and they are a small part of the bytes).
+// eight bytes leave zstd's fastest level. The ids are random text: zstd's
+// fastest level stores them as they are, while a stronger level
+// entropy-codes them (a quarter smaller, and they are a small part of the
+// bytes).
 var columnLayouts = func() map[string]columnLayout {
 	m := map[string]columnLayout{}
 	for _, name := range []string{

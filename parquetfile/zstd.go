@@ -8,8 +8,8 @@ import (
 // zstdCodec is parquet-go's compression codec interface over one set of
 // klauspost/compress encoders shared by every file sgload writes. The stock
 // codec keeps a pool per writer and an 8 MiB window per encoder; a page is
-// at most a few hundred KiB, so a 1 MiB window loses nothing and a flush with
-// dozens of open files keeps a handful of encoders, not dozens.
+// at most Options.PageBytes (1 MiB), so a 1 MiB window loses nothing and a
+// flush with dozens of open files keeps a handful of encoders, not dozens.
 //
 // Idle encoders wait in a channel, not a sync.Pool: flush runs under a heap
 // limit and so collects garbage often, every collection empties a

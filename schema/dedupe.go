@@ -86,9 +86,10 @@ type EventKey struct {
 	ID  []byte
 	Key Key
 	// Email is the text of the event's email member when it is a
-	// non-empty string, nil otherwise; valid until the next call. Flush sorts a partition's
-	// rows by it (one person's events side by side compress far better,
-	// and row groups then bound the addresses they hold).
+	// non-empty string, nil otherwise; valid until the next call. Flush
+	// sorts a partition's rows by it (one person's events side by side
+	// compress far better, and row groups then bound the addresses they
+	// hold).
 	Email []byte
 }
 
@@ -116,25 +117,22 @@ func (k *KeyReader) quickKey(raw []byte) (EventKey, bool) {
 	var event, id, ts, email []byte
 	escaped := false
 	ok := jsonarray.Members(raw, func(key, v []byte) {
+		var p *[]byte
 		switch string(key) {
 		case "event":
-			if event == nil {
-				event = v
-			}
+			p = &event
 		case "sg_event_id":
-			if id == nil {
-				id = v
-			}
+			p = &id
 		case "timestamp":
-			if ts == nil {
-				ts = v
-			}
+			p = &ts
 		case "email":
-			if email == nil {
-				email = v
-			}
+			p = &email
 		default:
 			escaped = escaped || bytes.IndexByte(key, '\\') >= 0
+			return
+		}
+		if *p == nil { // the first of each name counts, as in Parse
+			*p = v
 		}
 	})
 	if !ok || escaped {

@@ -151,7 +151,7 @@ func TestQuickKeyReadsSendGridEvents(t *testing.T) {
 		}
 		if ok {
 			quick++
-			if k.Key != want.Key || k.Table != want.Table || k.Time != want.Time {
+			if k.Key != want.Key || k.Table != want.Table || k.Time != want.Time || string(k.Email) != string(want.Email) {
 				t.Errorf("quick key %+v, parsed %+v: %s", k, want, line)
 			}
 		}
